@@ -1,0 +1,84 @@
+"""Settings as frozen dataclasses: one per command, plus the embedder's sizes.
+
+Library functions take these (or plain typed arguments), never a CLI namespace, so the same code
+serves the CLI, the tests and anyone importing the package. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SAMPLE_RATE = 16_000
+"""BEATs was trained on 16 kHz audio; every waveform is resampled to this."""
+
+PAPER_WINDOW_SECONDS = 10.0
+"""The paper encodes the first 10 s of each clip, looping shorter clips to fill it."""
+
+PAPER_PROMPT = "a photo of <*>"
+"""The prompt the published embedder was trained with."""
+
+PLACEHOLDER = "<*>"
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which part of a file to encode, in seconds. A clip shorter than the window is looped."""
+
+    start: float = 0.0
+    duration: float = PAPER_WINDOW_SECONDS
+
+    @property
+    def num_samples(self) -> int:
+        return round(self.duration * SAMPLE_RATE)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """The embedder's sizes; saved with its weights and rebuilt from them.
+
+    input_dim:  width of the audio features, 3 × BEATs width (layers 4, 8, 12 concatenated).
+    hidden_dim: width of the MLP's hidden layer (the paper uses input_dim).
+    token_dim:  width of the produced token, the text encoder's width (768 SD 1.x, 1024 SD 2.x).
+    """
+
+    input_dim: int = 2304
+    hidden_dim: int = 2304
+    token_dim: int = 768
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What an embedder file says about itself beyond its sizes (provenance, training prompt)."""
+
+    audio_encoder: str = ""
+    prompt: str = PAPER_PROMPT
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Where and how to run: names as the user gave them, resolved later by ``devices``."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """Everything ``audiotoken embed`` needs besides the list of input files."""
+
+    audio_encoder: Path
+    embedder: Path
+    window: Window = Window()
+    batch_size: int = 8
+    output_dir: Path | None = None
+    overwrite: bool = False
+    runtime: RuntimeSettings = RuntimeSettings()

@@ -1,0 +1,125 @@
+"""Files in and out: expand the user's arguments to media files, name outputs, write atomically.
+
+Nothing here knows about models. Output files are always written under a temporary name in the
+target folder and renamed into place, so an interrupted or failed run never leaves a half-written
+file that a later run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiotoken_cli.audio import is_media_file
+from audiotoken_cli.errors import InputError
+
+GLOB_CHARACTERS = set("*?[")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file; the CLI turns these into progress and the summary."""
+
+    source: Path
+    status: str  # "written" | "skipped" | "failed"
+    outputs: tuple[Path, ...] = ()
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[InputError]]:
+    """Turn files, folders and glob patterns into a de-duplicated, ordered list of files.
+
+    Folders are searched recursively for audio and video files. Patterns are expanded here too,
+    for shells (and Windows) that pass them through unexpanded. Problems come back as errors, one
+    per argument, so the rest of the batch still runs.
+    """
+    found: list[Path] = []
+    errors: list[InputError] = []
+    for argument in arguments:
+        try:
+            found.extend(_expand_one(argument))
+        except InputError as error:
+            errors.append(error)
+    unique = list(dict.fromkeys(found))
+    return unique, errors
+
+
+def _expand_one(argument: str) -> list[Path]:
+    path = Path(argument).expanduser()
+    if path.is_dir():
+        media = _media_in_folder(path)
+        if not media:
+            raise InputError(f"{argument}: no audio or video files in this folder")
+        return media
+    if path.exists() or not GLOB_CHARACTERS & set(argument):
+        return [path]  # a missing plain file is reported when it is opened, with the others
+    matches = sorted(glob.glob(os.path.expanduser(argument), recursive=True))
+    media: list[Path] = []
+    for match in map(Path, matches):
+        if match.is_dir():
+            media.extend(_media_in_folder(match))
+        elif is_media_file(match):
+            media.append(match)
+    if not media:
+        raise InputError(f"{argument}: matches no audio or video files")
+    return media
+
+
+def _media_in_folder(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_media_file(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def output_path(source: Path, suffix: str, output_dir: Path | None) -> Path:
+    """``<stem><suffix>`` beside the source, or inside ``output_dir``."""
+    folder = output_dir if output_dir is not None else source.parent
+    return folder / f"{source.stem}{suffix}"
+
+
+def find_collisions(plan: dict[Path, list[Path]]) -> dict[Path, InputError]:
+    """Inputs whose outputs another input already claims (``a/x.wav`` and ``b/x.mp3`` into one
+    ``-o`` folder, or ``x.wav`` beside ``x.mp3``). The first input keeps its name."""
+    owner: dict[Path, Path] = {}
+    errors: dict[Path, InputError] = {}
+    for source, outputs in plan.items():
+        for output in outputs:
+            first = owner.setdefault(output.resolve(), source)
+            if first != source:
+                errors[source] = InputError(
+                    f"{source}: its output {output.name} would overwrite the one for {first}; "
+                    "rename one of them or process them separately"
+                )
+    return errors
+
+
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)`` then rename onto ``target``; on any failure, or Ctrl-C,
+    the temporary file is removed and ``target`` is untouched."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
+                                         dir=target.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so memory stays flat for large files."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
