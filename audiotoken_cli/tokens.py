@@ -40,12 +40,12 @@ class AudioTokenizer:
              dtype: torch.dtype) -> AudioTokenizer:
         beats = load_beats(audio_encoder, device=device, dtype=dtype)
         loaded = load_embedder(embedder, device=device)
-        features = 3 * beats.config.encoder_embed_dim
+        features = beats.cfg.output_dim
         if loaded.model.config.input_dim != features:
             raise ModelError(
                 f"{embedder}: the embedder expects {loaded.model.config.input_dim}-wide audio "
                 f"features but {audio_encoder} gives {features} (3 layers × "
-                f"{beats.config.encoder_embed_dim}); use the audio encoder it was trained with"
+                f"{beats.cfg.encoder_embed_dim}); use the audio encoder it was trained with"
             )
         return cls(beats, loaded, device, dtype, Path(audio_encoder))
 
