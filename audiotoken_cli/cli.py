@@ -6,6 +6,7 @@ inside the commands, so ``--help``, ``--version`` and argument errors answer ins
 
 from __future__ import annotations
 
+import secrets
 import sys
 import traceback
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -40,30 +41,31 @@ class AppState:
 AudioInputs = Annotated[
     list[str],
     typer.Argument(help="Audio or video files, folders (searched recursively) or glob patterns.",
+                   metavar="AUDIO...",
                    show_default=False),
 ]
 OutputDir = Annotated[
     Optional[Path],
-    typer.Option("--output-dir", "-o", help="Write outputs here instead of beside each input.",
+    typer.Option("--output-dir", "-o", metavar="DIR", help="Write outputs here instead of beside each input.",
                  file_okay=False),
 ]
 AudioEncoderOption = Annotated[
     Optional[Path],
-    typer.Option("--audio-encoder", help="BEATs checkpoint (.pt, official {'cfg','model'} format).",
+    typer.Option("--audio-encoder", metavar="PATH", help="BEATs checkpoint (.pt, official {'cfg','model'} format).",
                  show_default=False),
 ]
 EmbedderOption = Annotated[
     Optional[Path],
-    typer.Option("--embedder", help="Embedder: the paper's embedder_learned_embeds.bin, or a "
+    typer.Option("--embedder", metavar="PATH", help="Embedder: the paper's embedder_learned_embeds.bin, or a "
                  "folder / .safetensors saved by audiotoken.", show_default=False),
 ]
 StartOption = Annotated[
     float,
-    typer.Option("--start", min=0.0, help="Where the audio window starts, in seconds."),
+    typer.Option("--start", min=0.0, metavar="SECONDS", help="Where the audio window starts, in seconds."),
 ]
 DurationOption = Annotated[
     float,
-    typer.Option("--duration", min=0.01, help="Window length in seconds (the paper: 10). "
+    typer.Option("--duration", min=0.01, metavar="SECONDS", help="Window length in seconds (the paper: 10). "
                  "Shorter audio is looped to fill it."),
 ]
 class Device(str, Enum):
@@ -82,11 +84,11 @@ class Dtype(str, Enum):
 
 DeviceOption = Annotated[
     Device,
-    typer.Option("--device", help="auto picks CUDA, then MPS, then CPU."),
+    typer.Option("--device", metavar="[auto|cpu|cuda|mps]", help="auto picks CUDA, then MPS, then CPU."),
 ]
 DtypeOption = Annotated[
     Dtype,
-    typer.Option("--dtype", help="auto picks float16 on a GPU, float32 on the CPU."),
+    typer.Option("--dtype", metavar="[auto|float32|float16|bfloat16]", help="auto picks float16 on a GPU, float32 on the CPU."),
 ]
 OverwriteOption = Annotated[
     bool,
@@ -112,17 +114,121 @@ def _root(
     """Turn sounds into pictures with AudioToken (Interspeech 2023).
 
     A frozen audio classifier (BEATs) hears the sound, a small learned embedder turns it into one
-    token in Stable Diffusion's text space, and that token stands in for [bold]<*>[/] in a prompt.
+    token in Stable Diffusion's text space, and that token stands in for <*> in a prompt.
     """
     ctx.obj = AppState(debug=debug)
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+class Scheduler(str, Enum):
+    dpmpp = "dpm++"
+    pndm = "pndm"
+    ddim = "ddim"
+    euler = "euler"
+    euler_a = "euler-a"
+
+
+SdOption = Annotated[
+    Optional[Path],
+    typer.Option("--sd", metavar="DIR", help="A diffusers Stable Diffusion folder (SD 1.x or 2.x).",
+                 show_default=False),
+]
+
+
+@app.command(epilog="\b\nExample:\n  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7 \\\n"
+             "      --sd stable-diffusion-v1-4/ --audio-encoder BEATs.pt \\\n"
+             "      --embedder embedder_learned_embeds.bin")
+def generate(
+    ctx: typer.Context,
+    audio: AudioInputs,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, metavar="N",
+                                            help="Images per sound.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", "-s", min=0, metavar="SEED", help="Base seed: image i of each sound uses seed+i. "
+        "Random (and printed) when omitted.", show_default=False)] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="Denoising steps.")] = 25,
+    guidance: Annotated[float, typer.Option("--guidance", "-g", min=0.0, metavar="SCALE",
+                                            help="Classifier-free guidance scale.")] = 7.5,
+    prompt: Annotated[str, typer.Option(
+        "--prompt", metavar="TEXT", help="Prompt; <*> marks where the sound goes (exactly once).")]
+        = "a photo of <*>",
+    negative_prompt: Annotated[str, typer.Option(
+        "--negative-prompt", metavar="TEXT", help="What the images should not show.")] = "",
+    width: Annotated[int, typer.Option("--width", "-W", min=8, metavar="PX", help="Image width, a multiple of "
+                                       "8.")] = 512,
+    height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX", help="Image height, a multiple "
+                                        "of 8.")] = 512,
+    scheduler: Annotated[Scheduler, typer.Option(
+        "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]", help="Sampler. pndm keeps the model's own scheduler; with --steps 50 it is "
+        "the paper's setting.")] = Scheduler.dpmpp,
+    output_dir: OutputDir = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, metavar="N", help="Images per UNet call (default: what fits the device).",
+        show_default=False)] = None,
+    overwrite: OverwriteOption = False,
+    start: StartOption = 0.0,
+    duration: DurationOption = 10.0,
+    sd: SdOption = None,
+    audio_encoder: AudioEncoderOption = None,
+    embedder: EmbedderOption = None,
+    lora: Annotated[Optional[Path], typer.Option(
+        "--lora", metavar="PATH", help="The paper's optional UNet LoRA (lora_layers_learned_embeds.bin).",
+        show_default=False)] = None,
+    safety_checker: Annotated[bool, typer.Option(
+        "--safety-checker/--no-safety-checker",
+        help="Run the model's own safety checker, when it ships one.")] = True,
+    low_vram: Annotated[bool, typer.Option(
+        "--low-vram", help="Keep sub-models on the CPU until used (CUDA): slower, less "
+        "memory.")] = False,
+    device: DeviceOption = Device.auto,
+    dtype: DtypeOption = Dtype.auto,
+) -> None:
+    """Draw what each sound looks like: PNGs written beside each sound.
+
+    Image i of dog.wav is dog_seed<seed+i>.png. Each PNG carries its settings
+    (an A1111 'parameters' chunk and a JSON 'audiotoken' chunk).
+    """
+    from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
+
+    if prompt.count("<*>") != 1:
+        raise typer.BadParameter(f"{prompt!r} must contain the placeholder <*> exactly once, "
+                                 "e.g. 'a photo of <*>'", param_hint="--prompt")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        typer.echo(f"seed {seed} (pass --seed {seed} to make the same images again)", err=True)
+    settings = GenerateSettings(
+        sd=_required(sd, "--sd", "a diffusers Stable Diffusion folder"),
+        audio_encoder=_required(audio_encoder, "--audio-encoder", "a BEATs checkpoint file"),
+        embedder=_required(embedder, "--embedder", "an embedder file or folder"),
+        seed=seed, num_images=num_images, steps=steps, guidance=guidance, prompt=prompt,
+        negative_prompt=negative_prompt, width=width, height=height,
+        scheduler=scheduler.value, window=Window(start=start, duration=duration),
+        batch_size=batch_size, output_dir=output_dir, overwrite=overwrite,
+        safety_checker=safety_checker, low_vram=low_vram, lora=lora,
+        runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
+    )
+
+    def body() -> int:
+        from audiotoken_cli.generate import GenerateEvents, generate_files
+
+        def process(sources, progress):
+            events = GenerateEvents(progress.on_total, progress.on_step, progress.on_image)
+            return generate_files(sources, settings, events)
+
+        return _run_batch(audio, process, "Sounds")
+
+    raise typer.Exit(_guarded(ctx, body))
 
 
 # ---------------------------------------------------------------------------------------------
 # embed
 
 
-@app.command(epilog="Example: [bold]audiotoken embed dog.wav rain.mp3 --audio-encoder "
-             "BEATs.pt --embedder embedder_learned_embeds.bin -o tokens/[/]")
+@app.command(epilog="\b\nExample:\n  audiotoken embed dog.wav rain.mp3 -o tokens/ \\\n"
+             "      --audio-encoder BEATs.pt --embedder embedder_learned_embeds.bin")
 def embed(
     ctx: typer.Context,
     audio: AudioInputs,
@@ -131,15 +237,15 @@ def embed(
     embedder: EmbedderOption = None,
     start: StartOption = 0.0,
     duration: DurationOption = 10.0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N",
                                             help="Audio windows encoded together.")] = 8,
     device: DeviceOption = Device.auto,
     dtype: DtypeOption = Dtype.auto,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Turn each sound into its audio token, saved as <stem>.safetensors.
+    """Save each sound's audio token in a safetensors file beside it.
 
-    Each file holds one tensor, emb_params [1, d]: the textual-inversion layout
+    <stem>.safetensors holds one tensor, emb_params [1, d]: the textual-inversion layout
     that diffusers, A1111 and ComfyUI load as an embedding.
     """
     from audiotoken_cli.config import EmbedSettings, RuntimeSettings, Window
@@ -157,7 +263,8 @@ def embed(
     def body() -> int:
         from audiotoken_cli.tokens import embed_files
 
-        return _run_batch(audio, lambda sources: embed_files(sources, settings), "Embedding")
+        return _run_batch(audio, lambda sources, _progress: embed_files(sources, settings),
+                          "Embedding")
 
     raise typer.Exit(_guarded(ctx, body))
 
@@ -170,7 +277,7 @@ def _required(value: Optional[Path], option: str, what: str) -> Path:
     if value is None:
         # Named presets and downloads arrive with `audiotoken download`; until then we ask
         # for local files rather than guess.
-        raise typer.BadParameter(f"missing: pass {what} with {option} PATH", param_hint=option)
+        raise typer.BadParameter(f"required; give {what}", param_hint=option)
     return value
 
 
@@ -188,12 +295,12 @@ def _run_batch(arguments: list[str], process, verb: str) -> int:
     for error in input_errors:
         reporter.error(str(error))
     if sources:
-        with reporter.progress(verb, total=len(sources)) as advance:
-            for result in process(sources):
+        with reporter.progress(verb, total=len(sources)) as progress:
+            for result in process(sources, progress):
                 if result.failed:
                     reporter.error(result.message)
                 results.append(result)
-                advance(result)
+                progress.file_done(result)
     reporter.summary(results)
     failed = len(input_errors) + sum(result.failed for result in results)
     return 1 if failed else 0

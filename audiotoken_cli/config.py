@@ -82,3 +82,33 @@ class EmbedSettings:
     output_dir: Path | None = None
     overwrite: bool = False
     runtime: RuntimeSettings = RuntimeSettings()
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Everything ``audiotoken generate`` needs besides the list of input files.
+
+    seed: the base seed; image i of every file uses ``seed + i``.
+    batch_size: images per UNet call; None picks one for the device.
+    """
+
+    sd: Path
+    audio_encoder: Path
+    embedder: Path
+    seed: int
+    num_images: int = 1
+    steps: int = 25
+    guidance: float = 7.5
+    prompt: str = PAPER_PROMPT
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    scheduler: str = "dpm++"
+    window: Window = Window()
+    batch_size: int | None = None
+    output_dir: Path | None = None
+    overwrite: bool = False
+    safety_checker: bool = True
+    low_vram: bool = False
+    lora: Path | None = None
+    runtime: RuntimeSettings = RuntimeSettings()

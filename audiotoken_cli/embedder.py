@@ -130,7 +130,7 @@ def _load_paper_format(path: Path) -> LoadedEmbedder:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file; all mean the same here
-        raise ModelError(f"{path}: not a readable torch state dict ({_first_line(error)})") from error
+        raise ModelError(f"{path}: not a readable torch state dict") from error
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a state dict of tensors (the paper's embedder format)")
     missing = [key for key in PAPER_KEYS.values() if key not in state]

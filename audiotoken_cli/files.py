@@ -110,10 +110,18 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
+        # mkstemp creates files private (0600); give the result the usual permissions.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -123,3 +131,27 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """``file_sha256`` remembered per (path, size, mtime) in the user cache, because model
+    weights are gigabytes and their hashes go into every image's metadata."""
+    import json
+
+    from platformdirs import user_cache_dir
+
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = Path(user_cache_dir("audiotoken")) / "sha256.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = file_sha256(path)
+        try:
+            write_atomically(cache_file, lambda tmp: tmp.write_text(json.dumps(cache)))
+        except OSError:
+            pass  # a read-only cache only costs time
+    return cache[key]

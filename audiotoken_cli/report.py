@@ -5,14 +5,14 @@ Progress and errors go to stderr so that stdout carries only the summary, which 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from audiotoken_cli.files import FileResult
 
@@ -32,34 +32,60 @@ class Reporter:
         print_error(message)
 
     @contextmanager
-    def progress(self, verb: str, total: int) -> Iterator[Callable[[FileResult], None]]:
-        columns = (TextColumn(f"[bold]{escape(verb)}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("files"), TimeElapsedColumn(), TextColumn("{task.description}"))
+    def progress(self, verb: str, total: int) -> Iterator[BatchProgress]:
+        columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.description}"))
         with Progress(*columns, console=_stderr, transient=True) as progress:
-            task = progress.add_task("", total=total)
-
-            def advance(result: FileResult) -> None:
-                progress.update(task, advance=1, description=escape(result.source.name))
-
-            yield advance
+            yield BatchProgress(progress, verb, total)
 
     def summary(self, results: Sequence[FileResult]) -> None:
+        """An aligned table, file → outputs → status, in input order, then the counts.
+
+        Written by hand rather than as a rich Table so that no path is ever folded over two lines
+        (people copy file names from it, and scripts read it); long rows run wide instead.
+        """
         if not results:
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("file", overflow="fold")
-        table.add_column("→", overflow="fold")
-        table.add_column("status")
         styles = {"written": "green", "skipped": "yellow", "failed": "red"}
-        for result in results:
-            outputs = ", ".join(_short(path) for path in result.outputs) or "-"
-            status = result.status if result.status != "skipped" else f"skipped ({result.message})"
-            table.add_row(escape(_short(result.source)), escape(outputs),
-                          f"[{styles[result.status]}]{escape(status)}[/]")
-        _stdout.print(table)
+        rows = [(_short(r.source), ", ".join(_short(p) for p in r.outputs),
+                 f"{r.status} ({r.message})" if r.message and not r.failed else r.status, r.status)
+                for r in results]
+        width_file = max(len("file"), *(len(row[0]) for row in rows))
+        width_out = max(len("output"), *(len(row[1]) for row in rows))
+        header = f"{'file':<{width_file}}  {'output':<{width_out}}  status"
+        _stdout.print(f"[bold]{escape(header)}[/]", soft_wrap=True, highlight=False)
+        for source, outputs, status, kind in rows:
+            line = escape(f"{source:<{width_file}}  {outputs:<{width_out}}  ")
+            _stdout.print(f"{line}[{styles[kind]}]{escape(status)}[/]", soft_wrap=True,
+                          highlight=False)
         counts = {status: sum(r.status == status for r in results) for status in styles}
         line = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         _stdout.print(line, highlight=False)
+
+
+class BatchProgress:
+    """Files done of total; with ``on_total`` (generate) also images and denoising steps."""
+
+    def __init__(self, progress: Progress, verb: str, files: int):
+        self._progress = progress
+        self._files = progress.add_task("", total=files, label=escape(verb), unit="files")
+        self._images = self._steps = None
+
+    def file_done(self, result: FileResult) -> None:
+        self._progress.update(self._files, advance=1, description=escape(result.source.name))
+
+    def on_total(self, images: int, steps: int) -> None:
+        self._images = self._progress.add_task("", total=images, label="Images", unit="images")
+        self._steps = self._progress.add_task("", total=steps, label="Steps", unit="steps")
+
+    def on_step(self) -> None:
+        if self._steps is not None:
+            self._progress.update(self._steps, advance=1)
+
+    def on_image(self, path: Path) -> None:
+        if self._images is not None:
+            self._progress.update(self._images, advance=1, description=escape(path.name))
 
 
 def _short(path: Path) -> str:

@@ -86,32 +86,49 @@ def embed_files(sources: Sequence[Path], settings: EmbedSettings) -> Iterator[Fi
     dtype = resolve_dtype(settings.runtime.dtype, device)
     tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
     provenance = _model_provenance(tokenizer)
-    for batch, failures in _decoded_batches(todo, settings.window, settings.batch_size):
-        yield from failures
-        if not batch:
+    for source, token, failure in tokenize_files(tokenizer, todo, settings.window,
+                                                 settings.batch_size):
+        if failure is not None:
+            yield failure
             continue
-        tokens = tokenizer(torch.stack([waveform for _, waveform in batch]))  # (B, d)
-        for (source, _), token in zip(batch, tokens):
-            target = plan[source][0]
-            metadata = {**provenance, **_audio_provenance(source, settings.window)}
-            write_atomically(target, lambda tmp, t=token: save_token(tmp, t, metadata))
-            yield FileResult(source, "written", (target,))
+        target = plan[source][0]
+        metadata = {**provenance, **_audio_provenance(source, settings.window)}
+        write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
+        yield FileResult(source, "written", (target,))
+
+
+def tokenize_files(tokenizer: AudioTokenizer, sources: Sequence[Path], window: Window,
+                   batch_size: int = 8) -> Iterator[tuple[Path, torch.Tensor | None, FileResult | None]]:
+    """Yield, in input order, (source, token (d,), None) or (source, None, failure).
+
+    Files are decoded one at a time and encoded ``batch_size`` windows at once; a bad file fails
+    alone.
+    """
+    for batch in _decoded_batches(sources, window, batch_size):
+        good = [waveform for _, waveform in batch if isinstance(waveform, torch.Tensor)]
+        tokens = iter(tokenizer(torch.stack(good)) if good else [])  # (B, d)
+        for source, decoded in batch:
+            if isinstance(decoded, FileResult):
+                yield source, None, decoded
+            else:
+                yield source, next(tokens), None
 
 
 def _decoded_batches(sources: Sequence[Path], window: Window, batch_size: int):
-    """Yield (batch of (source, waveform), failed results) with at most ``batch_size`` waveforms."""
-    batch: list[tuple[Path, torch.Tensor]] = []
-    failures: list[FileResult] = []
+    """Lists of (source, waveform or failed result), each with at most ``batch_size`` waveforms."""
+    batch: list[tuple[Path, torch.Tensor | FileResult]] = []
+    decoded = 0
     for source in sources:
         try:
             batch.append((source, load_window(source, window)))
+            decoded += 1
         except AudioTokenError as error:
-            failures.append(FileResult(source, "failed", message=str(error)))
-        if len(batch) == batch_size:
-            yield batch, failures
-            batch, failures = [], []
-    if batch or failures:
-        yield batch, failures
+            batch.append((source, FileResult(source, "failed", message=str(error))))
+        if decoded == batch_size:
+            yield batch
+            batch, decoded = [], 0
+    if batch:
+        yield batch
 
 
 def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> None:
@@ -127,6 +144,8 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
     weights = embedder.path / "embedder.safetensors" if embedder.path.is_dir() else embedder.path
     return {
         "format": "audiotoken-token",
+        "device": tokenizer.device.type,
+        "dtype": str(tokenizer.dtype).removeprefix("torch."),
         "tool": f"audiotoken-cli {__version__}",
         "token_dim": str(tokenizer.token_dim),
         "prompt": embedder.info.prompt,

@@ -171,7 +171,8 @@ def make_tiny_tokenizer(folder: Path):
         vocab.setdefault(token, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                              model_max_length=77)
     tokenizer.save_pretrained(folder)
     return tokenizer
 

@@ -71,6 +71,9 @@ def test_embed_writes_a_token_file_beside_each_input(models, clips):
     assert result.exit_code == 0, result.output
     for clip in clips:
         out = clip.with_suffix(".safetensors")
+        umask = os.umask(0)
+        os.umask(umask)
+        assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
         tensors = load_file(out)
         assert list(tensors) == ["emb_params"]
         token = tensors["emb_params"]
@@ -82,6 +85,7 @@ def test_embed_writes_a_token_file_beside_each_input(models, clips):
         assert meta["prompt"] == "a photo of <*>"
         assert meta["window_duration"] == "10" and meta["window_start"] == "0"
         assert meta["tool"] == f"audiotoken-cli {__version__}"
+        assert meta["device"] == "cpu" and meta["dtype"] == "float32"
         assert len(meta["audio_sha256"]) == 64 and len(meta["audio_encoder_sha256"]) == 64
     assert "2 written" in result.output
 
@@ -169,6 +173,10 @@ def test_bad_inputs_fail_alone_with_one_line_each(models, clips, tmp_path):
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    # The summary lists files in the order given.
+    table = [line.split()[0] for line in result.output.splitlines()
+             if line.endswith(("written", "failed")) and not line[0].isdigit()]
+    assert table[0].endswith("dog.wav") and table[-1].endswith("rain.flac")
     for name, words in expectations.items():
         line = next((l for l in error_lines if f"{bad / name}:" in l), None)
         assert line is not None, f"no error line for {name}:\n{result.output}"

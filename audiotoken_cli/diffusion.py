@@ -1,0 +1,184 @@
+"""The frozen Stable Diffusion: load it once, pick a scheduler, render batches of images.
+
+Each image is an ``ImageJob``: its text embeddings (with the audio token spliced in) and its seed.
+Jobs from many files and ``-n`` are rendered together, ``batch_size`` images per UNet call. Every
+image draws its initial noise from its own generator seeded with its own seed, so its pixels do
+not depend on which other images share the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from audiotoken_cli.errors import ModelError, UsageError
+
+SCHEDULERS = ("dpm++", "pndm", "ddim", "euler", "euler-a")
+SAMPLER_NAMES = {  # as A1111 names them, for the PNG's `parameters` chunk
+    "dpm++": "DPM++ 2M Karras",
+    "pndm": "PNDM",
+    "ddim": "DDIM",
+    "euler": "Euler",
+    "euler-a": "Euler a",
+}
+TILING_PIXELS = 1024 * 1024
+"""Above this many pixels the VAE decodes in tiles, which keeps its memory flat."""
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to render: (77, d) prompt embeddings, (77, d) negative ones, and a seed."""
+
+    prompt_embeds: torch.Tensor
+    negative_embeds: torch.Tensor
+    seed: int
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    steps: int = 25
+    guidance: float = 7.5
+    width: int = 512
+    height: int = 512
+    scheduler: str = "dpm++"
+
+
+def quiet_libraries() -> None:
+    """diffusers and transformers print loading bars and advice meant for developers; our own
+    progress display replaces them. Set before they are imported, so import-time notes go too."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
+def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
+                  safety_checker: bool = True, low_vram: bool = False):
+    """Load a diffusers Stable Diffusion folder, frozen, on ``device``.
+
+    The model's own safety checker stays when it ships one, unless ``safety_checker`` is False.
+    ``low_vram`` keeps each sub-model on the CPU until it runs (CUDA only).
+    """
+    quiet_libraries()
+    from diffusers import StableDiffusionPipeline
+
+    model = Path(model)
+    if not (model / "model_index.json").is_file():
+        raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
+    extra = {} if safety_checker else {"safety_checker": None, "requires_safety_checker": False}
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype, **extra)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(f"{model}: could not load the Stable Diffusion pipeline "
+                         f"({str(error).strip().splitlines()[0]})") from error
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.requires_grad_(False).eval()
+    pipe.set_progress_bar_config(disable=True)
+    if low_vram and device.type == "cuda":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    # diffusers uses PyTorch's scaled-dot-product attention by default (AttnProcessor2_0);
+    # nothing to switch on, but say so for readers looking for it.
+    return pipe
+
+
+def use_scheduler(pipe, name: str) -> None:
+    """Swap the pipeline's scheduler; ``pndm`` keeps the model's own configuration."""
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler)
+
+    if name not in SCHEDULERS:
+        raise UsageError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    config = pipe.scheduler.config
+    if name == "dpm++":
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True)
+    elif name == "ddim":
+        pipe.scheduler = DDIMScheduler.from_config(config)
+    elif name == "euler":
+        pipe.scheduler = EulerDiscreteScheduler.from_config(config)
+    elif name == "euler-a":
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(config)
+
+
+def check_size(width: int, height: int, pipe) -> None:
+    """The VAE downsamples by 8 (and the UNet further): sizes must be multiples of 8."""
+    factor = getattr(pipe, "vae_scale_factor", 8)
+    for name, value in (("--width", width), ("--height", height)):
+        if value % factor:
+            raise UsageError(f"{name} {value} is not a multiple of {factor}; try "
+                             f"{max(factor, round(value / factor) * factor)}")
+
+
+def auto_batch_size(device: torch.device, width: int, height: int) -> int:
+    """Images per UNet call: as many as fit comfortably, up to 8.
+
+    A 512×512 image with guidance costs roughly 1.5 GB of activations in float16; we keep to
+    half the free memory. CPU and MPS gain little from batching, so they render one at a time
+    (on the CPU a bigger batch only delays the first finished file).
+    """
+    if device.type != "cuda":
+        return 1
+    free, _total = torch.cuda.mem_get_info(device)
+    per_image = 1.5e9 * (width * height) / (512 * 512)
+    return max(1, min(8, int(free * 0.5 // per_image)))
+
+
+def render(pipe, jobs: Sequence[ImageJob], settings: RenderSettings,
+           on_step: Callable[[], None] | None = None) -> list:
+    """Render ``jobs`` in one batch; returns PIL images, or None where the safety checker
+    flagged one (the pipeline blacks those out; we do not save them)."""
+    device = pipe._execution_device
+    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+    latents = _initial_noise(pipe, generators, settings).to(device)
+    dtype = pipe.unet.dtype
+    if settings.width * settings.height > TILING_PIXELS:
+        pipe.vae.enable_tiling()
+
+    def step_end(_pipe, _step, _timestep, kwargs):
+        if on_step is not None:
+            on_step()
+        return kwargs
+
+    output = pipe(
+        prompt_embeds=torch.stack([job.prompt_embeds for job in jobs]).to(device, dtype),
+        negative_prompt_embeds=torch.stack([job.negative_embeds for job in jobs]).to(device, dtype),
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        width=settings.width,
+        height=settings.height,
+        latents=latents,
+        generator=generators,
+        callback_on_step_end=step_end,
+    )
+    flagged = output.nsfw_content_detected or [False] * len(jobs)
+    return [None if bad else image for image, bad in zip(output.images, flagged)]
+
+
+def _initial_noise(pipe, generators: list[torch.Generator], settings: RenderSettings) -> torch.Tensor:
+    """(B, 4, H/8, W/8) noise, each image from its own CPU generator.
+
+    Drawing on the CPU makes a seed give the same image on CUDA, MPS and CPU alike, and one
+    generator per image makes it independent of the batch it lands in.
+    """
+    factor = pipe.vae_scale_factor
+    shape = (pipe.unet.config.in_channels, settings.height // factor, settings.width // factor)
+    noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+    # The pipeline scales given latents by the scheduler's init_noise_sigma itself.
+    return torch.stack(noise).to(pipe.unet.dtype)
+
+
+def num_batches(count: int, batch_size: int) -> int:
+    return math.ceil(count / batch_size)

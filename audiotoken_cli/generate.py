@@ -1,0 +1,225 @@
+"""``audiotoken generate``: images of each sound, written next to it.
+
+    audio ─▶ token (tokens.py) ─▶ prompt embeddings (prompt.py) ─▶ images (diffusion.py) ─▶ PNG
+
+Image i of a file uses seed base+i and is named ``<stem>_seed<seed>.png``; the name depends only
+on the file and the seed, so any image can be regenerated alone, and an existing one is skipped
+rather than overwritten (unless asked).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from audiotoken_cli import __version__
+from audiotoken_cli.config import GenerateSettings
+from audiotoken_cli.devices import resolve_device, resolve_dtype
+from audiotoken_cli.diffusion import (SAMPLER_NAMES, ImageJob, RenderSettings, auto_batch_size,
+                                      check_size, load_pipeline, render, use_scheduler)
+from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions,
+                                  write_atomically)
+from audiotoken_cli.prompt import PromptEncoder, check_prompt
+from audiotoken_cli.tokens import AudioTokenizer, tokenize_files
+
+
+@dataclass
+class GenerateEvents:
+    """Hooks for a progress display; all optional."""
+
+    on_total: Callable[[int, int], None] = lambda images, steps: None
+    on_step: Callable[[], None] = lambda: None
+    on_image: Callable[[Path], None] = lambda path: None
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    source: Path
+    seed: int
+    path: Path
+
+
+@dataclass
+class _FileProgress:
+    pending: int
+    written: list[Path] = field(default_factory=list)
+    blocked: list[Path] = field(default_factory=list)
+    existed: int = 0
+
+
+def image_path(source: Path, seed: int, output_dir: Path | None) -> Path:
+    """The naming rule: ``<stem>_seed<seed>.png`` beside the source, or in ``output_dir``."""
+    folder = output_dir if output_dir is not None else source.parent
+    return folder / f"{source.stem}_seed{seed}.png"
+
+
+def generate_files(sources: Sequence[Path], settings: GenerateSettings,
+                   events: GenerateEvents | None = None) -> Iterator[FileResult]:
+    """Render ``settings.num_images`` images per source; yield one result per source."""
+    events = events or GenerateEvents()
+    check_prompt(settings.prompt)
+    plan = {source: [PlannedImage(source, settings.seed + i,
+                                  image_path(source, settings.seed + i, settings.output_dir))
+                     for i in range(settings.num_images)] for source in sources}
+    collisions = find_collisions({s: [image.path for image in images] for s, images in plan.items()})
+    todo: dict[Path, list[PlannedImage]] = {}
+    progress: dict[Path, _FileProgress] = {}
+    for source in sources:
+        if source in collisions:
+            yield FileResult(source, "failed", message=str(collisions[source]))
+            continue
+        missing = [image for image in plan[source] if settings.overwrite or not image.path.exists()]
+        if not missing:
+            yield FileResult(source, "skipped", tuple(i.path for i in plan[source]),
+                             "images exist; --overwrite replaces them")
+            continue
+        todo[source] = missing
+        progress[source] = _FileProgress(len(missing), existed=len(plan[source]) - len(missing))
+    if not todo:
+        return
+
+    device = resolve_device(settings.runtime.device)
+    dtype = resolve_dtype(settings.runtime.dtype, device)
+    # Both model loads come before any audio work, so a bad model fails fast.
+    tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
+    pipe = load_pipeline(settings.sd, device, dtype, safety_checker=settings.safety_checker,
+                         low_vram=settings.low_vram)
+    if settings.lora is not None:
+        from audiotoken_cli.lora import apply_paper_lora
+
+        apply_paper_lora(pipe.unet, settings.lora)
+    use_scheduler(pipe, settings.scheduler)
+    check_size(settings.width, settings.height, pipe)
+    encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
+    encoder.check_token_width(tokenizer.token_dim, str(settings.embedder), str(settings.sd))
+    negative = encoder.encode([settings.negative_prompt])[0]  # (77, d)
+
+    jobs: list[tuple[PlannedImage, ImageJob]] = []
+    for source, token, failure in tokenize_files(tokenizer, list(todo), settings.window):
+        if failure is not None:
+            del progress[source]
+            yield failure
+            continue
+        prompt_embeds = encoder.encode([settings.prompt], token[None])[0]  # (77, d)
+        jobs += [(image, ImageJob(prompt_embeds, negative, image.seed)) for image in todo[source]]
+
+    metadata = _RunMetadata.collect(settings, tokenizer)
+    render_settings = RenderSettings(settings.steps, settings.guidance, settings.width,
+                                     settings.height, settings.scheduler)
+    batch_size = settings.batch_size or auto_batch_size(device, settings.width, settings.height)
+    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+    events.on_total(len(jobs), len(batches) * settings.steps)
+    for batch in batches:
+        images = render(pipe, [job for _, job in batch], render_settings, events.on_step)
+        for (planned, _), image in zip(batch, images):
+            state = progress[planned.source]
+            if image is None:
+                state.blocked.append(planned.path)
+            else:
+                info = metadata.for_image(planned)
+                write_atomically(planned.path, lambda tmp, im=image, i=info: _save_png(tmp, im, i))
+                state.written.append(planned.path)
+            events.on_image(planned.path)
+            state.pending -= 1
+            if state.pending == 0:
+                yield _file_result(planned.source, state)
+
+
+def _file_result(source: Path, state: _FileProgress) -> FileResult:
+    notes = []
+    if state.existed:
+        notes.append(f"{state.existed} existed")
+    if state.blocked:
+        notes.append(f"{len(state.blocked)} blocked by the safety checker, not saved")
+    return FileResult(source, "written", tuple(state.written), "; ".join(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# PNG metadata
+
+
+@dataclass
+class _RunMetadata:
+    """What every image of a run shares; ``for_image`` adds the per-image part."""
+
+    settings: GenerateSettings
+    models: dict
+
+    @classmethod
+    def collect(cls, settings: GenerateSettings, tokenizer: AudioTokenizer) -> _RunMetadata:
+        embedder = tokenizer.embedder
+        weights = embedder.path / "embedder.safetensors" if embedder.path.is_dir() else embedder.path
+        models = {
+            "sd": str(settings.sd),
+            "sd_unet_sha256": _unet_hash(Path(settings.sd)),
+            "audio_encoder": str(settings.audio_encoder),
+            "audio_encoder_sha256": cached_sha256(Path(settings.audio_encoder)),
+            "embedder": str(settings.embedder),
+            "embedder_sha256": cached_sha256(weights),
+            "lora": str(settings.lora) if settings.lora else None,
+            "lora_sha256": cached_sha256(settings.lora) if settings.lora else None,
+        }
+        return cls(settings, models)
+
+    def for_image(self, image: PlannedImage) -> dict:
+        s = self.settings
+        return {
+            "tool": "audiotoken-cli",
+            "version": __version__,
+            "prompt": s.prompt,
+            "negative_prompt": s.negative_prompt,
+            "seed": image.seed,
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "scheduler": s.scheduler,
+            "width": s.width,
+            "height": s.height,
+            "dtype": s.runtime.dtype,
+            "window": asdict(s.window),
+            "audio_file": image.source.name,
+            "audio_sha256": file_sha256(image.source),
+            **self.models,
+        }
+
+
+def _unet_hash(sd: Path) -> str | None:
+    """The UNet's weight file stands for the model, as a checkpoint hash does in A1111."""
+    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                 "diffusion_pytorch_model.bin"):
+        if (sd / "unet" / name).is_file():
+            return cached_sha256(sd / "unet" / name)
+    return None
+
+
+def a1111_parameters(info: dict) -> str:
+    """The ``parameters`` text chunk as A1111 writes it, so image browsers show the settings."""
+    lines = [info["prompt"]]
+    if info["negative_prompt"]:
+        lines.append(f"Negative prompt: {info['negative_prompt']}")
+    fields = {
+        "Steps": info["steps"],
+        "Sampler": SAMPLER_NAMES[info["scheduler"]],
+        "CFG scale": info["guidance"],
+        "Seed": info["seed"],
+        "Size": f"{info['width']}x{info['height']}",
+        "Model hash": (info["sd_unet_sha256"] or "")[:10],
+        "Model": Path(info["sd"]).name or info["sd"],
+        "Audio": info["audio_file"],
+        "Version": f"audiotoken-cli {info['version']}",
+    }
+    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
+    return "\n".join(lines)
+
+
+def _save_png(path: Path, image, info: dict) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    chunks = PngInfo()
+    chunks.add_text("parameters", a1111_parameters(info))
+    chunks.add_text("audiotoken", json.dumps(info, sort_keys=True))
+    image.save(path, format="PNG", pnginfo=chunks)

@@ -1,0 +1,111 @@
+"""Prompts with an audio token: the placeholder ``<*>`` and the text embeddings around it.
+
+The paper adds ``<*>`` to the tokenizer as a new word, gives it a new row in the text encoder's
+input-embedding table and writes the audio token into that row. We do exactly that, except that
+the row is filled per prompt by a forward hook on the input embeddings: one batch can then hold
+prompts for different sounds, and the result is identical to writing the row (the hook replaces
+the looked-up vectors with the very same values).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from audiotoken_cli.config import PLACEHOLDER
+from audiotoken_cli.errors import ModelError, UsageError
+
+
+def check_prompt(prompt: str, placeholder: str = PLACEHOLDER) -> str:
+    """The placeholder must appear exactly once: it is where the sound goes."""
+    count = prompt.count(placeholder)
+    if count != 1:
+        where = "does not contain" if count == 0 else f"contains {count} times"
+        raise UsageError(f"--prompt {prompt!r} {where} the placeholder {placeholder}; "
+                         f"it must appear exactly once, e.g. 'a photo of {placeholder}'")
+    return prompt
+
+
+@dataclass
+class PromptEncoder:
+    """Encodes prompts with audio tokens spliced in at the placeholder.
+
+    Owns (and modifies once) the tokenizer and text encoder: the placeholder becomes a new
+    word with its own embedding row, as in the paper's code.
+    """
+
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    placeholder: str = PLACEHOLDER
+
+    def __post_init__(self) -> None:
+        if self.placeholder not in self.tokenizer.get_vocab():
+            self.tokenizer.add_tokens(self.placeholder)
+            # The new row's initial value never matters: the hook overwrites it on every use.
+            self.text_encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self.placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder)
+
+    @property
+    def width(self) -> int:
+        return self.text_encoder.get_input_embeddings().weight.shape[1]
+
+    def check_token_width(self, token_dim: int, embedder_name: str, model_name: str) -> None:
+        if token_dim != self.width:
+            raise ModelError(
+                f"{embedder_name}: the embedder makes {token_dim}-wide tokens but {model_name}'s "
+                f"text encoder is {self.width} wide (768 is SD 1.x, 1024 is SD 2.x); "
+                "use an embedder trained for this model"
+            )
+
+    def token_ids(self, prompts: list[str]) -> torch.Tensor:
+        """prompts → (B, 77) ids, padded and truncated as Stable Diffusion does."""
+        return self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
+                              max_length=self.max_length).input_ids
+
+    @property
+    def max_length(self) -> int:
+        """77 for every Stable Diffusion; a tokenizer without a limit falls back to the encoder's."""
+        limit = self.text_encoder.config.max_position_embeddings
+        return min(self.tokenizer.model_max_length, limit)
+
+    @torch.inference_mode()
+    def encode(self, prompts: list[str], tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """prompts (B) and audio tokens (B, d) → text embeddings (B, 77, d).
+
+        Prompts without the placeholder (negative prompts) take ``tokens=None``.
+        """
+        ids = self.token_ids(prompts)
+        if tokens is not None:
+            self._check_placeholders(ids, prompts)
+        device = self.text_encoder.get_input_embeddings().weight.device
+        with self._spliced(ids, tokens):
+            return self.text_encoder(ids.to(device))[0]
+
+    def _check_placeholders(self, ids: torch.Tensor, prompts: list[str]) -> None:
+        """Each prompt needs its placeholder inside the 77-token window (long prompts truncate)."""
+        for row, prompt in zip(ids, prompts):
+            if int((row == self.placeholder_id).sum()) != 1:
+                raise UsageError(f"--prompt {prompt!r}: the placeholder {self.placeholder} falls "
+                                 f"beyond the text encoder's {self.max_length} tokens; shorten the prompt")
+
+    @contextmanager
+    def _spliced(self, ids: torch.Tensor, tokens: torch.Tensor | None):
+        """While active, the input-embedding lookup returns each prompt's audio token at its
+        placeholder position."""
+        if tokens is None:
+            yield
+            return
+        mask = (ids == self.placeholder_id)  # (B, 77), one True per row
+
+        def splice(_module, _inputs, embeddings: torch.Tensor) -> torch.Tensor:
+            embeddings = embeddings.clone()  # (B, 77, d)
+            embeddings[mask.to(embeddings.device)] = tokens.to(embeddings)
+            return embeddings
+
+        handle = self.text_encoder.get_input_embeddings().register_forward_hook(splice)
+        try:
+            yield
+        finally:
+            handle.remove()
