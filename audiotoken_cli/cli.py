@@ -50,14 +50,29 @@ OutputDir = Annotated[
                  file_okay=False),
 ]
 AudioEncoderOption = Annotated[
-    Optional[Path],
-    typer.Option("--audio-encoder", metavar="PATH", help="BEATs checkpoint (.pt, official {'cfg','model'} format).",
-                 show_default=False),
+    Optional[str],
+    typer.Option("--audio-encoder", metavar="SPEC", help="BEATs checkpoint (official {'cfg','model'} "
+                 ".pt): a path, URL or hub id. Default: the preset's.", show_default=False),
 ]
 EmbedderOption = Annotated[
-    Optional[Path],
-    typer.Option("--embedder", metavar="PATH", help="Embedder: the paper's embedder_learned_embeds.bin, or a "
-                 "folder / .safetensors saved by audiotoken.", show_default=False),
+    Optional[str],
+    typer.Option("--embedder", metavar="SPEC", help="The paper's embedder_learned_embeds.bin, or an "
+                 "audiotoken embedder folder (e.g. a training run): a path, URL or hub id. "
+                 "Default: the preset's.", show_default=False),
+]
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", metavar="NAME", help="Model preset bundling SD, audio encoder "
+                 "and embedder (see `audiotoken download --list`)."),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="Never use the network; only cached or local files "
+                 "(also HF_HUB_OFFLINE=1)."),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No download progress bars or notices."),
 ]
 StartOption = Annotated[
     float,
@@ -132,9 +147,9 @@ class Scheduler(str, Enum):
 
 
 SdOption = Annotated[
-    Optional[Path],
-    typer.Option("--sd", metavar="DIR", help="A diffusers Stable Diffusion folder (SD 1.x or 2.x).",
-                 show_default=False),
+    Optional[str],
+    typer.Option("--sd", metavar="SPEC", help="Stable Diffusion (SD 1.x or 2.x) as a diffusers "
+                 "folder or hub id. Default: the preset's.", show_default=False),
 ]
 
 
@@ -174,15 +189,18 @@ def generate(
     sd: SdOption = None,
     audio_encoder: AudioEncoderOption = None,
     embedder: EmbedderOption = None,
-    lora: Annotated[Optional[Path], typer.Option(
-        "--lora", metavar="PATH", help="The paper's optional UNet LoRA (lora_layers_learned_embeds.bin).",
-        show_default=False)] = None,
+    lora: Annotated[Optional[str], typer.Option(
+        "--lora", metavar="SPEC", help="The paper's optional UNet LoRA "
+        "(lora_layers_learned_embeds.bin): a path, URL or hub id.", show_default=False)] = None,
     safety_checker: Annotated[bool, typer.Option(
         "--safety-checker/--no-safety-checker",
         help="Run the model's own safety checker, when it ships one.")] = True,
     low_vram: Annotated[bool, typer.Option(
         "--low-vram", help="Keep sub-models on the CPU until used (CUDA): slower, less "
         "memory.")] = False,
+    model: ModelOption = "vggsound",
+    offline: OfflineOption = False,
+    quiet: QuietOption = False,
     device: DeviceOption = Device.auto,
     dtype: DtypeOption = Dtype.auto,
 ) -> None:
@@ -199,22 +217,23 @@ def generate(
     if seed is None:
         seed = secrets.randbelow(2**31)
         typer.echo(f"seed {seed} (pass --seed {seed} to make the same images again)", err=True)
-    settings = GenerateSettings(
-        sd=_required(sd, "--sd", "a diffusers Stable Diffusion folder"),
-        audio_encoder=_required(audio_encoder, "--audio-encoder", "a BEATs checkpoint file"),
-        embedder=_required(embedder, "--embedder", "an embedder file or folder"),
+    options = dict(
         seed=seed, num_images=num_images, steps=steps, guidance=guidance, prompt=prompt,
         negative_prompt=negative_prompt, width=width, height=height,
         scheduler=scheduler.value, window=Window(start=start, duration=duration),
         batch_size=batch_size, output_dir=output_dir, overwrite=overwrite,
-        safety_checker=safety_checker, low_vram=low_vram, lora=lora,
+        safety_checker=safety_checker, low_vram=low_vram,
         runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
     )
+    given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
 
     def body() -> int:
         from audiotoken_cli.generate import GenerateEvents, generate_files
 
         def process(sources, progress):
+            paths = _components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
+                                offline, quiet)
+            settings = GenerateSettings(**paths, **options)
             events = GenerateEvents(progress.on_total, progress.on_step, progress.on_image)
             return generate_files(sources, settings, events)
 
@@ -239,9 +258,12 @@ def embed(
     duration: DurationOption = 10.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N",
                                             help="Audio windows encoded together.")] = 8,
+    overwrite: OverwriteOption = False,
+    model: ModelOption = "vggsound",
+    offline: OfflineOption = False,
+    quiet: QuietOption = False,
     device: DeviceOption = Device.auto,
     dtype: DtypeOption = Dtype.auto,
-    overwrite: OverwriteOption = False,
 ) -> None:
     """Save each sound's audio token in a safetensors file beside it.
 
@@ -250,21 +272,66 @@ def embed(
     """
     from audiotoken_cli.config import EmbedSettings, RuntimeSettings, Window
 
-    settings = EmbedSettings(
-        audio_encoder=_required(audio_encoder, "--audio-encoder", "a BEATs checkpoint file"),
-        embedder=_required(embedder, "--embedder", "an embedder file or folder"),
-        window=Window(start=start, duration=duration),
-        batch_size=batch_size,
-        output_dir=output_dir,
-        overwrite=overwrite,
-        runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
-    )
+    options = dict(window=Window(start=start, duration=duration), batch_size=batch_size,
+                   output_dir=output_dir, overwrite=overwrite,
+                   runtime=RuntimeSettings(device=device.value, dtype=dtype.value))
+    given = {"audio_encoder": audio_encoder, "embedder": embedder}
 
     def body() -> int:
         from audiotoken_cli.tokens import embed_files
 
-        return _run_batch(audio, lambda sources, _progress: embed_files(sources, settings),
-                          "Embedding")
+        def process(sources, _progress):
+            paths = _components(model, given, ("audio_encoder", "embedder"), offline, quiet)
+            return embed_files(sources, EmbedSettings(**paths, **options))
+
+        return _run_batch(audio, process, "Embedding")
+
+    raise typer.Exit(_guarded(ctx, body))
+
+
+# ---------------------------------------------------------------------------------------------
+# download
+
+
+@app.command(epilog="\b\nExamples:\n  audiotoken download                 # the default preset, vggsound\n"
+             "  audiotoken download --list\n"
+             "  audiotoken download --model birds --quiet")
+def download(
+    ctx: typer.Context,
+    model: ModelOption = "vggsound",
+    list_presets: Annotated[bool, typer.Option(
+        "--list", help="Show the presets, their components, sizes and whether they are "
+        "cached; download nothing.")] = False,
+    sd: SdOption = None,
+    audio_encoder: AudioEncoderOption = None,
+    embedder: EmbedderOption = None,
+    lora: Annotated[Optional[str], typer.Option(
+        "--lora", metavar="SPEC", help="Also fetch this UNet LoRA.", show_default=False)] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Fetch, verify and cache a preset's weights for offline use.
+
+    Files go to the standard Hugging Face cache (HF_HOME), plain URLs to the user cache.
+    The paper's pickled weights also get safetensors copies there, for fast, safe loads.
+    """
+    def body() -> int:
+        from audiotoken_cli.report import print_download_summary, print_presets
+
+        if list_presets:
+            from audiotoken_cli.hub import preset_status
+
+            print_presets(preset_status())
+            return 0
+        from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
+
+        given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+        paths = _components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
+                            offline=False, quiet=quiet)
+        # One verified load makes the safetensors copies that every later run loads.
+        load_beats_fast(paths["audio_encoder"])
+        load_embedder_fast(paths["embedder"])
+        print_download_summary(model, paths)
+        return 0
 
     raise typer.Exit(_guarded(ctx, body))
 
@@ -273,12 +340,15 @@ def embed(
 # Shared plumbing: validation, the per-file batch loop, error reporting.
 
 
-def _required(value: Optional[Path], option: str, what: str) -> Path:
-    if value is None:
-        # Named presets and downloads arrive with `audiotoken download`; until then we ask
-        # for local files rather than guess.
-        raise typer.BadParameter(f"required; give {what}", param_hint=option)
-    return value
+def _components(model: str, given: dict, roles: tuple[str, ...], offline: bool, quiet: bool):
+    """Local paths for the components: the options given, else the preset's, fetched when
+    missing (with a one-line notice)."""
+    from audiotoken_cli.hub import FetchOptions, resolve_components
+    from audiotoken_cli.report import print_notice
+
+    fetch = FetchOptions(offline=offline, quiet=quiet,
+                         notice=(lambda message: None) if quiet else print_notice)
+    return resolve_components(model, given, roles, fetch)
 
 
 def _run_batch(arguments: list[str], process, verb: str) -> int:

@@ -146,7 +146,7 @@ def _load_paper_format(path: Path) -> LoadedEmbedder:
         raise ModelError(f"{path}: unexpected keys in embedder: {', '.join(unexpected[:3])}")
     config = _config_from_shapes(path, ours)
     info = EmbedderInfo(source=str(path))
-    return LoadedEmbedder(_build(path, config, ours), info, path)
+    return LoadedEmbedder(build_embedder(path, config, ours), info, path)
 
 
 def _config_from_shapes(path: Path, state: dict[str, torch.Tensor]) -> EmbedderConfig:
@@ -180,7 +180,7 @@ def _load_own_format(path: Path) -> LoadedEmbedder:
         source=meta.get("source", str(path)),
         extra={k: v for k, v in meta.items() if k not in _OWN_KEYS},
     )
-    return LoadedEmbedder(_build(weights, config, state), info, path)
+    return LoadedEmbedder(build_embedder(weights, config, state), info, path)
 
 
 def _own_format_paths(path: Path) -> tuple[Path, Path]:
@@ -194,7 +194,8 @@ def _own_format_paths(path: Path) -> tuple[Path, Path]:
     return weights, config_path
 
 
-def _build(path: Path, config: EmbedderConfig, state: dict[str, torch.Tensor]) -> AudioEmbedder:
+def build_embedder(path: Path, config: EmbedderConfig, state: dict[str, torch.Tensor]) -> AudioEmbedder:
+    """An embedder of ``config``'s sizes holding ``state`` (our key names); strict."""
     model = AudioEmbedder(config)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)

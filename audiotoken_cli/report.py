@@ -25,6 +25,10 @@ def print_error(message: str) -> None:
     _stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
+def print_notice(message: str) -> None:
+    _stderr.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 class Reporter:
     """Shows a batch's progress and summary; knows nothing about what is being done."""
 
@@ -95,3 +99,38 @@ def _short(path: Path) -> str:
         return str(relative)
     except ValueError:
         return str(path)
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def print_presets(rows) -> None:
+    """`download --list`: each preset, its components, sizes, and whether they are cached."""
+    for preset, components in rows:
+        title = f"[bold]{escape(preset.name)}[/]"
+        if preset.description:
+            title += f"  {escape(preset.description)}"
+        if preset.source != "built in":
+            title += f"  [dim]({escape(preset.source)})[/]"
+        _stdout.print(title, soft_wrap=True, highlight=False)
+        for c in components:
+            state = "[green]cached[/]" if c.cached else "[yellow]not cached[/]"
+            _stdout.print(f"  {c.role:<14} {human_size(c.size):>9}  {state:<28} {escape(c.spec)}",
+                          soft_wrap=True, highlight=False)
+
+
+def print_download_summary(preset: str, paths: dict) -> None:
+    from audiotoken_cli.hub import _disk_size
+
+    _stdout.print(f"[bold]{escape(preset)}[/]: ready (later runs work offline)", highlight=False)
+    for role, path in paths.items():
+        if path is not None:
+            _stdout.print(f"  {role:<14} {human_size(_disk_size(path)):>9}  {escape(str(path))}",
+                          soft_wrap=True, highlight=False)

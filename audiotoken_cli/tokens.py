@@ -13,12 +13,13 @@ import torch
 
 from audiotoken_cli import __version__
 from audiotoken_cli.audio import load_window
-from audiotoken_cli.beats import BEATs, load_beats
+from audiotoken_cli.beats import BEATs
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.embedder import LoadedEmbedder, load_embedder
+from audiotoken_cli.embedder import LoadedEmbedder
 from audiotoken_cli.errors import AudioTokenError, ModelError
 from audiotoken_cli.fbank import beats_fbank
+from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
 from audiotoken_cli.files import FileResult, file_sha256, find_collisions, output_path, write_atomically
 
 TOKEN_KEY = "emb_params"
@@ -38,8 +39,8 @@ class AudioTokenizer:
     @classmethod
     def load(cls, audio_encoder: Path, embedder: Path, device: torch.device,
              dtype: torch.dtype) -> AudioTokenizer:
-        beats = load_beats(audio_encoder, device=device, dtype=dtype)
-        loaded = load_embedder(embedder, device=device)
+        beats = load_beats_fast(audio_encoder, device=device, dtype=dtype)
+        loaded = load_embedder_fast(embedder, device=device)
         features = beats.cfg.output_dim
         if loaded.model.config.input_dim != features:
             raise ModelError(
