@@ -205,10 +205,13 @@ def test_embedder_and_encoder_widths_must_agree(tmp_path, clips):
     assert "expects 48-wide audio features" in result.output and "gives 96" in result.output
 
 
-def test_missing_component_options_are_a_usage_error_not_a_download(clips):
-    result = invoke("embed", clips[0])
-    assert result.exit_code == 2
-    assert "--audio-encoder" in result.output
+def test_without_component_options_the_preset_is_used_and_offline_says_what_is_missing(clips):
+    # No --audio-encoder/--embedder: the default preset's files are needed; with the network
+    # off and an empty cache the error names the missing component and the command to fetch it.
+    result = invoke("embed", clips[0], "--offline")
+    assert result.exit_code == 1
+    assert "Space GuyYariv/AudioToken" in result.output
+    assert "not in the cache" in result.output and "audiotoken download" in result.output
 
 
 def test_output_loads_in_diffusers_textual_inversion(models, clips, tmp_path):
