@@ -310,8 +310,9 @@ def _fetch_hub_file(spec: Spec, role: str, options: FetchOptions) -> Path:
                                     repo_type=spec.repo_type, cache_dir=str(hub_cache_dir()))
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)  # no network at all when the cache has it
-    if not is_offline(options.offline):
-        check_reachable(_hub_endpoint(), spec, role)
+    if is_offline(options.offline):
+        raise _missing_offline(spec, role)
+    check_reachable(_hub_endpoint(), spec, role)
     options.notice(f"downloading the {role.replace('_', ' ')}: {spec.describe()}")
     with _progress(options) as bars:
         with _explained(spec, role, options):
@@ -421,10 +422,10 @@ class _explained:
     def __exit__(self, kind, error, _traceback):
         if error is None or isinstance(error, (AudioTokenError, KeyboardInterrupt)):
             return False
-        raise _explain(error, self.spec, self.role) from error
+        raise _explain(error, self.spec, self.role, is_offline(self.options.offline)) from error
 
 
-def _explain(error: BaseException, spec: Spec, role: str) -> AudioTokenError:
+def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> AudioTokenError:
     from huggingface_hub import errors as hub_errors
 
     what = f"{spec.describe()} ({ROLE_OPTIONS[role]})"
@@ -436,7 +437,7 @@ def _explain(error: BaseException, spec: Spec, role: str) -> AudioTokenError:
     if isinstance(error, hub_errors.RepositoryNotFoundError):
         return ModelError(f"{what}: no such repository (or it is private: set HF_TOKEN)")
     if isinstance(error, hub_errors.LocalEntryNotFoundError):
-        if is_offline():
+        if offline:
             return _missing_offline(spec, role)
         return NetworkError(f"{what}: not in the cache and the hub cannot be reached; check the "
                             "network, or use --offline with a cache that has it")
