@@ -112,3 +112,42 @@ class GenerateSettings:
     low_vram: bool = False
     lora: Path | None = None
     runtime: RuntimeSettings = RuntimeSettings()
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything ``audiotoken train`` needs. Defaults follow the paper's recipe (design §1):
+    AdamW, lr 1e-5 scaled by batch × accumulation × processes, weight decay 1e-2, constant after
+    500 warm-up steps, batch 4 × accumulation 4, 30k steps, 5 s audio windows."""
+
+    data: Path
+    output: Path
+    sd: Path
+    audio_encoder: Path
+    labels: Path | None = None
+    init: Path | None = None
+    audio_seconds: float = 5.0
+    size: tuple[int, int] = (512, 512)  # (width, height)
+    batch_size: int = 4
+    grad_accum: int = 4
+    max_steps: int = 30_000
+    lr: float = 1e-5
+    scale_lr: bool = True
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    seed: int = 0
+    l1_weight: float = 0.01
+    class_loss_weight: float = 0.01
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = True
+    cache: bool = False
+    windows_per_clip: int = 8
+    save_every: int = 500
+    keep: int = 3
+    sample_every: int = 500
+    sample_clips: int = 2
+    sample_steps: int = 25
+    resume: bool = False
+    overwrite: bool = False
+    prompt: str = PAPER_PROMPT
+    runtime: RuntimeSettings = RuntimeSettings()

@@ -51,7 +51,12 @@ def quiet_libraries() -> None:
     """diffusers and transformers print loading bars and advice meant for developers; our own
     progress display replaces them. Set before they are imported, so import-time notes go too."""
     import os
+    import warnings
 
+    # diffusers reports old scheduler configs (e.g. `clip_sample` unset) as FutureWarnings
+    # meant for model authors; a user can do nothing about them.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"diffusers(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*clip_sample.*")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -91,6 +96,21 @@ def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
         pipe.to(device)
     # diffusers uses PyTorch's scaled-dot-product attention by default (AttnProcessor2_0);
     # nothing to switch on, but say so for readers looking for it.
+    return pipe
+
+
+def sample_pipeline(frozen):
+    """A pipeline around training's frozen parts, for sample grids (no safety checker: the
+    images stay in the run folder)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(unet=frozen.unet, vae=frozen.vae,
+                                   text_encoder=frozen.encoder.text_encoder,
+                                   tokenizer=frozen.encoder.tokenizer,
+                                   scheduler=frozen.noise_scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    use_scheduler(pipe, "dpm++")
     return pipe
 
 

@@ -10,7 +10,6 @@ rather than overwritten (unless asked).
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,7 +96,8 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
     check_size(settings.width, settings.height, pipe)
     encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
     encoder.check_token_width(tokenizer.token_dim, str(settings.embedder), str(settings.sd))
-    negative = encoder.encode([settings.negative_prompt])[0]  # (77, d)
+    with torch.inference_mode():
+        negative = encoder.encode([settings.negative_prompt])[0]  # (77, d)
 
     jobs: list[tuple[PlannedImage, ImageJob]] = []
     for source, token, failure in tokenize_files(tokenizer, list(todo), settings.window):
@@ -105,7 +105,8 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
             del progress[source]
             yield failure
             continue
-        prompt_embeds = encoder.encode([settings.prompt], token[None])[0]  # (77, d)
+        with torch.inference_mode():
+            prompt_embeds = encoder.encode([settings.prompt], token[None])[0]  # (77, d)
         jobs += [(image, ImageJob(prompt_embeds, negative, image.seed)) for image in todo[source]]
 
     metadata = _RunMetadata.collect(settings, tokenizer)

@@ -59,6 +59,13 @@ class PromptEncoder:
                 "use an embedder trained for this model"
             )
 
+    def class_embedding(self, name: str) -> torch.Tensor:
+        """Mean input embedding of a class name's word pieces, (d,): the target of the paper's
+        optional class loss."""
+        ids = self.tokenizer(name, add_special_tokens=False).input_ids
+        table = self.text_encoder.get_input_embeddings().weight
+        return table[torch.tensor(ids, device=table.device)].mean(dim=0)
+
     def token_ids(self, prompts: list[str]) -> torch.Tensor:
         """prompts → (B, 77) ids, padded and truncated as Stable Diffusion does."""
         return self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
@@ -70,11 +77,12 @@ class PromptEncoder:
         limit = self.text_encoder.config.max_position_embeddings
         return min(self.tokenizer.model_max_length, limit)
 
-    @torch.inference_mode()
     def encode(self, prompts: list[str], tokens: torch.Tensor | None = None) -> torch.Tensor:
         """prompts (B) and audio tokens (B, d) → text embeddings (B, 77, d).
 
-        Prompts without the placeholder (negative prompts) take ``tokens=None``.
+        Prompts without the placeholder (negative prompts) take ``tokens=None``. Gradients flow
+        back to ``tokens`` when autograd is on (training); callers that only render wrap the call
+        in ``torch.inference_mode()``.
         """
         ids = self.token_ids(prompts)
         if tokens is not None:

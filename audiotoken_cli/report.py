@@ -134,3 +134,44 @@ def print_download_summary(preset: str, paths: dict) -> None:
         if path is not None:
             _stdout.print(f"  {role:<14} {human_size(_disk_size(path)):>9}  {escape(str(path))}",
                           soft_wrap=True, highlight=False)
+
+
+class TrainDisplay:
+    """Training progress: step of total, loss, lr, samples/s and ETA; warnings first."""
+
+    def __init__(self):
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        from rich.progress import TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("[bold]Training"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("steps"), TextColumn("{task.description}"),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), console=_stderr)
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.stop()
+        return False
+
+    def events(self):
+        from audiotoken_cli.train import TrainEvents
+
+        return TrainEvents(on_start=self._start, on_step=self._step, on_note=print_notice)
+
+    def _start(self, first: int, last: int, warnings: list[str]) -> None:
+        for warning in warnings:
+            _stderr.print(f"[yellow]skipped:[/] {escape(warning)}", soft_wrap=True,
+                          highlight=False)
+        self._task = self._progress.add_task("", total=last, completed=first)
+
+    def _step(self, metrics: dict) -> None:
+        text = (f"loss {metrics['loss']:.4f}  lr {metrics['lr']:.2e}  "
+                f"{metrics['samples_per_s']:.1f} samples/s")
+        self._progress.update(self._task, completed=metrics["step"], description=text)
+
+    def done(self, run: Path) -> None:
+        _stdout.print(f"trained embedder: {escape(str(run))} (use it with "
+                      f"--embedder {escape(str(run))})", soft_wrap=True, highlight=False)
