@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +40,14 @@ VGGSOUND_CLIP_SECONDS = 10
 SIZE_MULTIPLE = 8
 """Stable Diffusion's VAE downsamples by 8, so training frames must be multiples of it."""
 
+SCAN_THREADS = min(8, os.cpu_count() or 1)
+"""Probing is mostly waiting on the disk and FFmpeg, which runs outside the GIL."""
+
 PROBE_SECONDS = 5.0
 """How far into a file the scan looks for a first decodable audio and video frame."""
+
+ATTACHED_PICTURE = 0x0400
+"""FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is an album cover, not a video."""
 
 COLUMN_NAMES = {
     "ytid": "ytid", "youtube_id": "ytid", "youtubeid": "ytid", "video_id": "ytid",
@@ -67,7 +75,8 @@ class DataSettings:
 
     def __post_init__(self) -> None:
         if not self.audio_seconds > 0:
-            raise UsageError(f"the audio window must be longer than 0 s, not {self.audio_seconds:g}")
+            raise UsageError(f"the audio window must be longer than 0 s, "
+                             f"not {self.audio_seconds:g}")
         if self.clip_seconds < self.audio_seconds:
             raise UsageError(f"the audio window ({self.audio_seconds:g} s) must fit in the part "
                              f"of the clip windows are drawn from ({self.clip_seconds:g} s)")
@@ -155,8 +164,11 @@ def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[dict[str, i
     """Which field holds what, from the header row if there is one, else from the field count."""
     line, first = rows[0]
     names = [COLUMN_NAMES.get(field.lower().replace(" ", "_")) for field in first]
-    if all(names) and "label" in names:
-        columns = {name: i for i, name in enumerate(names)}
+    if "label" in names:  # a header row; columns it does not name are ignored
+        columns: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name:
+                columns.setdefault(name, index)
         if not ({"ytid", "start"} <= columns.keys() or "file" in columns):
             raise InputError(f"{path}, line {line}: the header needs ytid,start,label[,split] "
                              f"or file,label; it has {','.join(first)}")
@@ -241,15 +253,23 @@ def scan(settings: DataSettings) -> tuple[list[Sample], list[str]]:
         raise InputError(f"{root}: no such folder (the training data must be a folder)")
     labels = read_labels(settings.labels) if settings.labels is not None else None
     media, images = _find_files(root)
+
+    def check(path: Path) -> tuple[Path | None, float] | str:
+        try:
+            return _check(path, images.get(path.with_suffix("")))
+        except _Skip as reason:
+            return f"{path}: skipped, {reason}"
+
     samples: list[Sample] = []
     warnings: list[str] = []
-    for path in media:
-        try:
-            image, duration = _check(path, images.get(path.with_suffix("")))
-        except _Skip as reason:
-            warnings.append(f"{path}: skipped, {reason}")
-            continue
-        samples.append(Sample(path, image, label_for(path.relative_to(root), labels), duration))
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        for path, result in zip(media, pool.map(check, media)):  # map keeps the order
+            if isinstance(result, str):
+                warnings.append(result)
+                continue
+            image, duration = result
+            label = label_for(path.relative_to(root), labels)
+            samples.append(Sample(path, image, label, duration))
     if not samples:
         raise InputError(_nothing_usable(root, media, warnings))
     return samples, warnings
@@ -344,10 +364,8 @@ def _check_nonempty(path: Path) -> None:
 
 def _picture_stream(container):
     """The first real video stream; cover art (an attached picture) does not count."""
-    from av.stream import Disposition
-
     for stream in container.streams.video:
-        if not stream.disposition & Disposition.attached_pic:
+        if not int(getattr(stream, "disposition", 0)) & ATTACHED_PICTURE:
             return stream
     return None
 
@@ -385,7 +403,10 @@ def _check_image(path: Path) -> None:
 
     try:
         with Image.open(path) as picture:
-            picture.verify()
+            # Decoding (at reduced scale where the format allows) catches truncated files,
+            # which would otherwise stop training the first time the image is drawn.
+            picture.draft("RGB", (256, 256))
+            picture.load()
     except Exception as error:  # PIL raises many types for a bad image
         raise _Skip(f"its image {path.name} cannot be read ({_reason(error)})") from error
 
@@ -446,7 +467,7 @@ class TrainingData(torch.utils.data.Dataset):
         return [self._window_start(index, rng) for _ in range(count)]
 
     def waveform_at(self, index: int, start: float) -> torch.Tensor:
-        """The audio window starting at ``start`` seconds, (S,) float32, S = audio_seconds × 16 kHz.
+        """The audio window from ``start`` seconds: (S,) float32, S = audio_seconds × 16 kHz.
 
         A silent window is zeros: silence is valid training data, though ``load_window`` refuses
         it for embedding.
@@ -534,7 +555,8 @@ def _frame_from(container, stream, time: float):
     last = None
     for frame in container.decode(stream):
         last = frame
-        # Half a tick of slack: a frame stamped at exactly ``time`` may round below it.
+        # The slack keeps a frame stamped exactly at ``time`` despite float rounding; a stream
+        # without timestamps gets the first frame after the seek.
         if frame.time is None or frame.time >= target - 1e-6:
             return frame
     return last
@@ -547,7 +569,7 @@ def _read_image(path: Path):
         with Image.open(path) as picture:
             # Phone photos store their rotation in EXIF; apply it so the frame is upright.
             return ImageOps.exif_transpose(picture).convert("RGB")
-    except OSError as error:
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"{path}: cannot read the image ({_reason(error)})") from error
 
 
