@@ -6,6 +6,7 @@ inside the commands, so ``--help``, ``--version`` and argument errors answer ins
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import traceback
@@ -518,6 +519,8 @@ def _guarded(ctx: typer.Context, body) -> int:
 
 def main() -> None:
     """Console-script entry point."""
+    # Set before huggingface_hub is imported: it would otherwise report usage to the hub.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     app(prog_name="audiotoken")
 
 

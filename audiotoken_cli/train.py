@@ -208,7 +208,9 @@ class ExampleSource:
 class FeatureCache:
     """BEATs features and VAE latents for every (clip, slot), memory-mapped from the run folder.
 
-    features.npy: (clips, slots, N, 3·D) float16;  latents.npy: (clips, slots, 4, h, w) float32.
+    features.npy: (clips, slots, N, 3·D) in BEATs' compute dtype (float16 on a GPU, float32 on
+    the CPU), so the cache holds exactly what the uncached path computes;
+    latents.npy: (clips, slots, 4, h, w) float32.
     """
 
     def __init__(self, folder: Path):
@@ -243,8 +245,9 @@ class FeatureCache:
         first = source.draw(0, 0)
         feature_shape = source.encode_audio(first["waveform"][None]).shape[1:]
         latent_shape = source.encode_pixels(first["pixels"][None]).shape[1:]
+        feature_dtype = np.float16 if source.dtype == torch.float16 else np.float32
         features = np.lib.format.open_memmap(folder / "features.npy.partial", mode="w+",
-                                             dtype=np.float16,
+                                             dtype=feature_dtype,
                                              shape=(clips, slots, *feature_shape))
         latents = np.lib.format.open_memmap(folder / "latents.npy.partial", mode="w+",
                                             dtype=np.float32, shape=(clips, slots, *latent_shape))
@@ -252,7 +255,7 @@ class FeatureCache:
             examples = [source.draw(i, k) for k in range(slots)]
             waveforms = torch.stack([e["waveform"] for e in examples])
             pixels = torch.stack([e["pixels"] for e in examples])
-            features[i] = source.encode_audio(waveforms).cpu().numpy().astype(np.float16)
+            features[i] = source.encode_audio(waveforms).cpu().numpy().astype(feature_dtype)
             latents[i] = source.encode_pixels(pixels).cpu().numpy()
             progress(i + 1, clips)
         features.flush()
@@ -512,9 +515,11 @@ def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, wor
         pairs = pick_examples(settings.seed, step * settings.grad_accum + micro, world.rank,
                               settings.batch_size, clips, settings.windows_per_clip)
         features, latents, labels = source.batch(pairs)
-        generator = torch.Generator().manual_seed(
-            int(step_rng(settings.seed, step * settings.grad_accum + micro, world.rank)
-                .integers(2**62)))
+        draw_seed = int(step_rng(settings.seed, step * settings.grad_accum + micro, world.rank)
+                        .integers(2**62))
+        generator = torch.Generator().manual_seed(draw_seed)
+        # The embedder's dropout draws from torch's global generator: seed it per step too.
+        torch.manual_seed(draw_seed + 1)
         with _autocast(device, autocast_dtype):
             tokens = embedder(features)
             terms = training_loss(tokens, latents, labels, frozen, settings, generator,
