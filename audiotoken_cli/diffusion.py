@@ -83,7 +83,8 @@ def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
         raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
     extra = {} if safety_checker else {"safety_checker": None, "requires_safety_checker": False}
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype, **extra)
+        pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype,
+                                                       variant=weights_variant(model), **extra)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(f"{model}: could not load the Stable Diffusion pipeline "
                          f"({str(error).strip().splitlines()[0]})") from error
@@ -112,6 +113,15 @@ def sample_pipeline(frozen):
     pipe.set_progress_bar_config(disable=True)
     use_scheduler(pipe, "dpm++")
     return pipe
+
+
+def weights_variant(folder: Path) -> str | None:
+    """"fp16" when the folder holds only fp16 weight files (what `download` fetches from repos
+    that offer them), so diffusers looks for those names."""
+    unet = Path(folder) / "unet"
+    plain = any(unet.glob("diffusion_pytorch_model.safetensors")) or any(
+        unet.glob("diffusion_pytorch_model.bin")) or any(unet.glob("diffusion_pytorch_model-*"))
+    return "fp16" if any(unet.glob("*.fp16.*")) and not plain else None
 
 
 def use_scheduler(pipe, name: str) -> None:

@@ -326,13 +326,9 @@ def _fetch_hub_folder(spec: Spec, role: str, options: FetchOptions) -> Path:
     from huggingface_hub import snapshot_download
 
     kwargs = _hub_kwargs(spec, options)
-    folder = None
     with _explained(spec, role, options):
-        # First ask the cache alone: a warm cache needs no network, not even a HEAD.
-        try:
-            folder = Path(snapshot_download(spec.repo_id, **{**kwargs, "local_files_only": True}))
-        except Exception:  # noqa: BLE001 - any failure here just means "not cached"
-            folder = None
+        # A warm cache needs no network, not even a HEAD.
+        folder = cached_snapshot(spec)
         if folder is not None and _folder_complete(folder / spec.path, role):
             return folder / spec.path
         if kwargs["local_files_only"]:
@@ -344,6 +340,26 @@ def _fetch_hub_folder(spec: Spec, role: str, options: FetchOptions) -> Path:
             folder = Path(snapshot_download(spec.repo_id, allow_patterns=patterns,
                                             tqdm_class=bars, **kwargs))
     return folder / spec.path
+
+
+def cached_snapshot(spec: Spec) -> Path | None:
+    """The cached snapshot folder of the spec's revision, or None; no network.
+
+    We look it up ourselves: huggingface_hub's offline lookup also wants every file of the
+    repository's listing, and we fetch only the few a pipeline needs.
+    """
+    prefix = "spaces" if spec.repo_type == "space" else "models"
+    repo = hub_cache_dir() / f"{prefix}--{spec.repo_id.replace('/', '--')}"
+    revision = spec.revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        commit = revision
+    else:
+        ref = repo / "refs" / revision
+        if not ref.is_file():
+            return None
+        commit = ref.read_text().strip()
+    folder = repo / "snapshots" / commit
+    return folder if folder.is_dir() else None
 
 
 def _list_files(spec: Spec, kwargs: dict) -> list[str]:
@@ -490,6 +506,7 @@ def _fetch_url(spec: Spec, role: str, options: FetchOptions) -> Path:
 
 
 def _http_download(url: str, partial: Path, options: FetchOptions) -> None:
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -509,10 +526,15 @@ def _http_download(url: str, partial: Path, options: FetchOptions) -> None:
         with open(partial, "ab" if resumed else "wb") as out, _progress(options) as bars:
             bar = bars(desc=Path(partial.name).stem, total=total or None,
                        initial=have if resumed else 0, unit="B")
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
-            bar.close()
+            try:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as error:
+                out.write(error.partial)  # keep what arrived: the next run resumes after it
+                raise ConnectionError("the connection closed mid-download") from error
+            finally:
+                bar.close()
     if total and partial.stat().st_size != total:
         raise ConnectionError(f"connection closed after {partial.stat().st_size} of {total} bytes")
 
@@ -671,19 +693,16 @@ def cached_path(text: str, role: str) -> Path | None:
     if spec.kind == "url":
         path = url_cache_path(spec.text)
         return path if path.is_file() else None
-    from huggingface_hub import snapshot_download, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     if spec.is_file:
         found = try_to_load_from_cache(spec.repo_id, spec.path, revision=spec.revision,
                                        repo_type=spec.repo_type, cache_dir=str(hub_cache_dir()))
         return Path(found) if isinstance(found, str) else None
-    try:
-        folder = Path(snapshot_download(spec.repo_id, repo_type=spec.repo_type,
-                                        revision=spec.revision, cache_dir=str(hub_cache_dir()),
-                                        local_files_only=True)) / spec.path
-    except Exception:  # noqa: BLE001 - not cached
+    snapshot = cached_snapshot(spec)
+    if snapshot is None:
         return None
-    return folder if _folder_complete(folder, role) else None
+    return snapshot / spec.path if _folder_complete(snapshot / spec.path, role) else None
 
 
 def _disk_size(path: Path) -> int:

@@ -123,7 +123,9 @@ def load_frozen(settings: TrainSettings, device: torch.device, dtype: torch.dtyp
     sd = Path(settings.sd)
     if not (sd / "model_index.json").is_file():
         raise ModelError(f"{sd}: not a diffusers Stable Diffusion folder (no model_index.json)")
-    variant = _variant(sd)
+    from audiotoken_cli.diffusion import weights_variant
+
+    variant = weights_variant(sd)
     unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet", variant=variant)
     vae = AutoencoderKL.from_pretrained(sd, subfolder="vae", variant=variant)
     text_encoder = CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", variant=variant)
@@ -143,12 +145,6 @@ def load_frozen(settings: TrainSettings, device: torch.device, dtype: torch.dtyp
         unet.eval()
     encoder = PromptEncoder(tokenizer, text_encoder)
     return Frozen(beats, vae, unet, scheduler, encoder, vae.config.scaling_factor)
-
-
-def _variant(sd: Path) -> str | None:
-    has = lambda name: any((sd / "unet").glob(name))  # noqa: E731
-    return "fp16" if has("*.fp16.safetensors") and not has("diffusion_pytorch_model.safetensors") \
-        else None
 
 
 # ---------------------------------------------------------------------------------------------
