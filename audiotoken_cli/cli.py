@@ -398,6 +398,7 @@ def train(
 
     def body() -> int:
         from audiotoken_cli.report import TrainDisplay
+        from audiotoken_cli.train import is_main_process
         from audiotoken_cli.train import train as run_training
 
         paths = _components(model, {"sd": sd, "audio_encoder": audio_encoder},
@@ -405,6 +406,9 @@ def train(
         init_path = _components(model, {"embedder": init}, ("embedder",), offline, quiet)[
             "embedder"] if init else None
         settings = TrainSettings(**paths, init=init_path, **options)
+        if not is_main_process():  # other ranks of torchrun / accelerate train silently
+            run_training(settings)
+            return 0
         with TrainDisplay() as display:
             run = run_training(settings, display.events())
         display.done(run)

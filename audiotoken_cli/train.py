@@ -97,6 +97,25 @@ def _average_gradients(model: torch.nn.Module, world: Dist) -> None:
             parameter.grad /= world.world
 
 
+def _average_metrics(totals: dict[str, float], world: Dist) -> dict[str, float]:
+    """The logged loss is the mean over all processes, not rank 0's share alone."""
+    if world.world <= 1:
+        return totals
+    import torch.distributed as dist
+
+    names = sorted(totals)
+    values = torch.tensor([totals[name] for name in names], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        values = values.cuda()
+    dist.all_reduce(values)
+    return {name: float(value) / world.world for name, value in zip(names, values.cpu())}
+
+
+def is_main_process() -> bool:
+    """Rank 0, or not distributed at all: the process that writes and reports."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # The frozen models
 
@@ -499,6 +518,11 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     if world.main:
         save_embedder(embedder, run, info)
         _loss_curve(run)
+    if world.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return run
 
 
@@ -524,6 +548,7 @@ def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, wor
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach()) / settings.grad_accum
     _average_gradients(embedder, world)
+    totals = _average_metrics(totals, world)
     optimizer.step()
     schedule.step()
     seconds = time.perf_counter() - started

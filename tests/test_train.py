@@ -232,3 +232,18 @@ def test_examples_are_a_pure_function_of_seed_and_step():
     assert a == pick_examples(seed=3, step=10, rank=0, count=4, clips=7, slots=3)
     assert a != pick_examples(seed=3, step=11, rank=0, count=4, clips=7, slots=3)
     assert a != pick_examples(seed=3, step=10, rank=1, count=4, clips=7, slots=3)
+
+
+def test_data_parallel_under_torchrun_writes_once(videos, sd, tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "audiotoken_cli",
+            *train_args(videos, run, sd, "--max-steps", "2", "--batch-size", "1")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained embedder") == 1  # rank 0 reports; rank 1 is silent
+    assert [m["step"] for m in metrics(run)] == [1, 2]
+    config = json.loads((run / "run.json").read_text())
+    assert config["world_size"] == 2
+    assert config["lr_scaled"] == pytest.approx(1e-5 * 1 * 1 * 2)
+    assert load_embedder(run).model.config.token_dim == 32
