@@ -397,7 +397,7 @@ def choose_files(files: list[str], role: str, prefix: str = "") -> list[str]:
             weights.setdefault(rel.split("/")[0], []).append(f)
     all_fp16 = weights and all(any(w.endswith(".fp16.safetensors") for w in ws)
                                for ws in weights.values())
-    for component, candidates in weights.items():
+    for candidates in weights.values():
         chosen.append(_best_weight(candidates, prefer_fp16=bool(all_fp16)))
     return sorted(chosen)
 

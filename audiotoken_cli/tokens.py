@@ -94,7 +94,7 @@ def embed_files(sources: Sequence[Path], settings: EmbedSettings) -> Iterator[Fi
             continue
         target = plan[source][0]
         metadata = {**provenance, **_audio_provenance(source, settings.window)}
-        write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
+        write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
         yield FileResult(source, "written", (target,))
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from audiotoken_cli import __version__
-from audiotoken_cli.config import PAPER_PROMPT, EmbedderConfig, EmbedderInfo, TrainSettings
+from audiotoken_cli.config import EmbedderConfig, EmbedderInfo, TrainSettings
 from audiotoken_cli.data import DataSettings, TrainingData, scan
 from audiotoken_cli.devices import resolve_device
 from audiotoken_cli.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
