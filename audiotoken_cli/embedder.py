@@ -15,7 +15,6 @@ Two on-disk formats:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,10 +217,12 @@ _OWN_KEYS = {"format", "format_version", "sizes", "audio_encoder", "text_width",
 def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) -> Path:
     """Write ``folder/embedder.safetensors`` and ``folder/config.json``; return the folder.
 
-    Each file goes to a temporary name first and is renamed into place, so a crash never leaves a
-    half-written embedder that later loads as garbage.
+    Each file goes to a temporary name first and is renamed into place (with the usual
+    permissions), so a crash never leaves a half-written embedder that later loads as garbage.
     """
     from safetensors.torch import save_file
+
+    from audiotoken_cli.files import write_atomically
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -236,10 +237,7 @@ def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) 
         "source": info.source,
         **info.extra,
     }
-    weights_tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(weights_tmp), metadata={"format": FORMAT_NAME})
-    config_tmp = folder / f".{CONFIG_NAME}.tmp"
-    config_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(weights_tmp, folder / WEIGHTS_NAME)
-    os.replace(config_tmp, folder / CONFIG_NAME)
+    write_atomically(folder / WEIGHTS_NAME,
+                     lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT_NAME}))
+    write_atomically(folder / CONFIG_NAME, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     return folder

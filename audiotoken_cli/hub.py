@@ -560,7 +560,8 @@ class _progress:
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=True)
+                                 console=Console(stderr=True), transient=True,
+                                 disable=not Console(stderr=True).is_terminal)
         self.progress.start()
         progress = self.progress
 

@@ -40,7 +40,9 @@ class Reporter:
         columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                    TextColumn("{task.description}"))
-        with Progress(*columns, console=_stderr, transient=True) as progress:
+        # Bars only on a terminal: in a pipe or a log they would be noise.
+        with Progress(*columns, console=_stderr, transient=True,
+                      disable=not _stderr.is_terminal) as progress:
             yield BatchProgress(progress, verb, total)
 
     def summary(self, results: Sequence[FileResult]) -> None:
@@ -146,9 +148,10 @@ class TrainDisplay:
     def __enter__(self):
         from rich.progress import TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]Training"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("steps"), TextColumn("{task.description}"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=_stderr)
+        self._progress = Progress(TextColumn("[bold]Training"), BarColumn(bar_width=20),
+                                  MofNCompleteColumn(), TextColumn("{task.description}"),
+                                  TimeRemainingColumn(), console=_stderr,
+                                  disable=not _stderr.is_terminal)
         self._progress.start()
         return self
 

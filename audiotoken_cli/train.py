@@ -455,18 +455,15 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     held_out, samples = _hold_out(samples, settings.sample_clips)
     data = TrainingData(samples, data_settings, settings.seed)
 
+    _check_run_folder(run, settings)
+    events.on_note(f"{len(samples)} clips ({len(warnings)} skipped); loading the models")
     frozen = load_frozen(settings, device, compute_dtype)
     feature_dim = frozen.beats.cfg.output_dim
     embedder, origin = new_embedder(settings, feature_dim, frozen.encoder.width, device)
     embedder.train()
     optimizer, schedule = make_optimizer(embedder, settings, world.world)
 
-    step = 0
-    if settings.resume:
-        step = load_checkpoint(run, embedder, optimizer, schedule)
-    elif checkpoint_steps(run) and not settings.overwrite:
-        raise UsageError(f"{run}: already holds a training run; --resume continues it, "
-                         "--overwrite starts again")
+    step = load_checkpoint(run, embedder, optimizer, schedule) if settings.resume else 0
     if world.main:
         run.mkdir(parents=True, exist_ok=True)
         _write_run_config(run, settings, samples, held_out, warnings, origin, world)
@@ -526,6 +523,20 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     return run
 
 
+def _check_run_folder(run: Path, settings: TrainSettings) -> None:
+    """Before any model loads: a run folder is continued, restarted or refused, on purpose."""
+    steps = checkpoint_steps(run)
+    if settings.resume:
+        if not steps:
+            raise UsageError(f"{run}: --resume found no checkpoint in {run / CHECKPOINTS}")
+        if steps[-1] >= settings.max_steps:
+            raise UsageError(f"{run}: already trained to step {steps[-1]}; pass a --max-steps "
+                             f"above {steps[-1]} to continue")
+    elif steps and not settings.overwrite:
+        raise UsageError(f"{run}: already holds a training run; --resume continues it, "
+                         "--overwrite starts again")
+
+
 def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, world,
               compute_dtype, autocast_dtype, device, clips) -> dict:
     started = time.perf_counter()
@@ -549,10 +560,10 @@ def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, wor
             totals[name] = totals.get(name, 0.0) + float(value.detach()) / settings.grad_accum
     _average_gradients(embedder, world)
     totals = _average_metrics(totals, world)
+    totals["lr"] = optimizer.param_groups[0]["lr"]  # the rate this step trains with
     optimizer.step()
     schedule.step()
     seconds = time.perf_counter() - started
-    totals["lr"] = optimizer.param_groups[0]["lr"]
     totals["samples_per_s"] = settings.batch_size * settings.grad_accum * world.world / seconds
     return totals
 
@@ -688,11 +699,11 @@ def _loss_curve(run: Path, width: int = 640, height: int = 360) -> None:
 
     window = max(1, len(losses) // 20)
     smooth = [float(np.mean(losses[max(0, i - window + 1):i + 1])) for i in range(len(losses))]
-    draw.line([point(i, v) for i, v in enumerate(losses)], fill=(170, 190, 230), width=1)
-    draw.line([point(i, v) for i, v in enumerate(smooth)], fill=(20, 60, 160), width=2)
+    draw.line([point(i, v) for i, v in enumerate(smooth)], fill=(20, 60, 160), width=3)
+    draw.line([point(i, v) for i, v in enumerate(losses)], fill=(120, 150, 220), width=1)
     draw.rectangle([left, top, right, bottom], outline="black")
     draw.text((left, bottom + 8), f"step 1 … {len(losses)}", fill="black")
     draw.text((4, top), f"{high:.4g}", fill="black")
     draw.text((4, bottom - 10), f"{low:.4g}", fill="black")
-    draw.text((left + 8, top + 4), "training loss", fill="black")
+    draw.text((left, 4), "training loss (thin: per step; thick: running mean)", fill="black")
     write_atomically(run / "loss.png", lambda tmp: image.save(tmp, format="PNG"))

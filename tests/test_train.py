@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def test_a_run_writes_its_folder_and_drives_generate(videos, sd, tmp_path):
     config = json.loads((run / "run.json").read_text())
     assert config["settings"]["max_steps"] == 4 and "torch" in config["versions"]
     assert config["clips"] == 4
+    umask = os.umask(0)
+    os.umask(umask)
+    for shared in (run / "embedder.safetensors", run / "checkpoints" / "step-4" / "config.json"):
+        assert shared.stat().st_mode & 0o777 == 0o666 & ~umask  # teammates can read it
     embedder = load_embedder(run)
     assert embedder.model.config.input_dim == 96 and embedder.model.config.token_dim == 32
     assert embedder.info.prompt == "a photo of <*>"
@@ -105,9 +110,13 @@ def test_resume_continues_exactly_where_the_checkpoint_stopped(videos, sd, tmp_p
 
 def test_a_finished_run_is_not_overwritten_by_accident(videos, sd, tmp_path):
     run = tmp_path / "run"
-    assert train_cli(*train_args(videos, run, sd, "--max-steps", "1")).exit_code == 0
-    again = train_cli(*train_args(videos, run, sd, "--max-steps", "1"))
+    assert train_cli(*train_args(videos, run, sd, "--max-steps", "2")).exit_code == 0
+    again = train_cli(*train_args(videos, run, sd, "--max-steps", "2"))
     assert again.exit_code == 1 and "--resume" in again.output
+    behind = train_cli(*train_args(videos, run, sd, "--max-steps", "1", "--resume"))
+    assert behind.exit_code == 1 and "already trained to step 2" in behind.output
+    fresh = train_cli(*train_args(videos, tmp_path / "none", sd, "--max-steps", "1", "--resume"))
+    assert fresh.exit_code == 1 and "found no checkpoint" in fresh.output
 
 
 def test_cache_on_and_off_give_the_same_first_step(videos, sd, tmp_path):
@@ -239,7 +248,15 @@ def test_data_parallel_under_torchrun_writes_once(videos, sd, tmp_path):
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "audiotoken_cli",
             *train_args(videos, run, sd, "--max-steps", "2", "--batch-size", "1")]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    # A session of its own, so a hang kills the workers too, not just the launcher.
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained embedder") == 1  # rank 0 reports; rank 1 is silent
     assert [m["step"] for m in metrics(run)] == [1, 2]
