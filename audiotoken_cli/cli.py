@@ -453,7 +453,8 @@ def download(
         from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
 
         given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
-        paths = _components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
+        # Small files first: a bad checksum shows before gigabytes of Stable Diffusion.
+        paths = _components(model, given, ("audio_encoder", "embedder", "sd", "lora"),
                             offline=False, quiet=quiet)
         # One verified load makes the safetensors copies that every later run loads.
         load_beats_fast(paths["audio_encoder"])

@@ -464,9 +464,13 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     optimizer, schedule = make_optimizer(embedder, settings, world.world)
 
     step = load_checkpoint(run, embedder, optimizer, schedule) if settings.resume else 0
+    record = _run_record(settings, samples, held_out, warnings, origin, world)
     if world.main:
         run.mkdir(parents=True, exist_ok=True)
-        _write_run_config(run, settings, samples, held_out, warnings, origin, world)
+        # config.json describes the run from the start; at the end the embedder's own fields
+        # join it, so the same file serves `generate --embedder RUN`.
+        write_atomically(run / "config.json",
+                         lambda tmp: tmp.write_text(json.dumps({"training": record}, indent=2)))
         if settings.resume:
             _trim_metrics(run, step)
         elif (run / METRICS).exists():
@@ -481,7 +485,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
         source.cache = cache
     info = EmbedderInfo(audio_encoder=str(settings.audio_encoder), prompt=settings.prompt,
                         source=f"audiotoken train {run.name} ({origin})",
-                        extra={"sd": str(settings.sd), "steps": settings.max_steps})
+                        extra={"sd": str(settings.sd), "training": record})
 
     events.on_start(step, settings.max_steps, warnings)
     interrupted = _InterruptFlag()
@@ -603,13 +607,12 @@ def _hold_out(samples: list, count: int) -> tuple[list, list]:
             [s for i, s in enumerate(samples) if i not in chosen])
 
 
-def _write_run_config(run: Path, settings: TrainSettings, samples, held_out, warnings, origin,
-                      world: Dist) -> None:
-    config = {"settings": _settings_dict(settings), "versions": _versions(),
-              "clips": len(samples), "held_out": [str(s.audio) for s in held_out],
-              "skipped": warnings, "embedder": origin, "world_size": world.world,
-              "lr_scaled": scaled_lr(settings, world.world)}
-    write_atomically(run / "run.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+def _run_record(settings: TrainSettings, samples, held_out, warnings, origin, world: Dist) -> dict:
+    """Every setting, the library versions and what the data scan found."""
+    return {"settings": _settings_dict(settings), "versions": _versions(),
+            "clips": len(samples), "held_out": [str(s.audio) for s in held_out],
+            "skipped": warnings, "embedder": origin, "world_size": world.world,
+            "lr_scaled": scaled_lr(settings, world.world)}
 
 
 def _append_metrics(run: Path, metrics: dict) -> None:

@@ -72,9 +72,11 @@ def test_a_run_writes_its_folder_and_drives_generate(videos, sd, tmp_path):
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-4"]  # --keep 1
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-2.png", "step-4.png"]
     assert Image.open(run / "loss.png").size == (640, 360)
-    config = json.loads((run / "run.json").read_text())
-    assert config["settings"]["max_steps"] == 4 and "torch" in config["versions"]
-    assert config["clips"] == 4
+    config = json.loads((run / "config.json").read_text())
+    assert config["format"] == "audiotoken-embedder" and config["sizes"]["token_dim"] == 32
+    training = config["training"]
+    assert training["settings"]["max_steps"] == 4 and "torch" in training["versions"]
+    assert training["clips"] == 4
     umask = os.umask(0)
     os.umask(umask)
     for shared in (run / "embedder.safetensors", run / "checkpoints" / "step-4" / "config.json"):
@@ -174,7 +176,7 @@ def test_bad_files_are_skipped_with_a_warning(videos, sd, tmp_path):
     result = train_cli(*train_args(data, run, sd, "--max-steps", "1"))
     assert result.exit_code == 0, result.output
     assert "notes.mp4: skipped" in result.output and "mute.mp4: skipped" in result.output
-    assert json.loads((run / "run.json").read_text())["clips"] == 4
+    assert json.loads((run / "config.json").read_text())["training"]["clips"] == 4
 
 
 def test_nothing_usable_is_a_clear_error(sd, tmp_path):
@@ -260,7 +262,7 @@ def test_data_parallel_under_torchrun_writes_once(videos, sd, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained embedder") == 1  # rank 0 reports; rank 1 is silent
     assert [m["step"] for m in metrics(run)] == [1, 2]
-    config = json.loads((run / "run.json").read_text())
+    config = json.loads((run / "config.json").read_text())["training"]
     assert config["world_size"] == 2
     assert config["lr_scaled"] == pytest.approx(1e-5 * 1 * 1 * 2)
     assert load_embedder(run).model.config.token_dim == 32
