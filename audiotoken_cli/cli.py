@@ -154,9 +154,9 @@ SdOption = Annotated[
 ]
 
 
-@app.command(epilog="\b\nExample:\n  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7 \\\n"
-             "      --sd stable-diffusion-v1-4/ --audio-encoder BEATs.pt \\\n"
-             "      --embedder embedder_learned_embeds.bin")
+@app.command(epilog="\b\nExamples:\n  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7\n"
+             "  audiotoken generate clips/ --scheduler pndm --steps 50 -o renders/\n"
+             "  audiotoken generate bird.wav --embedder run/ --prompt 'a painting of <*>'")
 def generate(
     ctx: typer.Context,
     audio: AudioInputs,
@@ -247,8 +247,8 @@ def generate(
 # embed
 
 
-@app.command(epilog="\b\nExample:\n  audiotoken embed dog.wav rain.mp3 -o tokens/ \\\n"
-             "      --audio-encoder BEATs.pt --embedder embedder_learned_embeds.bin")
+@app.command(epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
+             "  audiotoken embed clips/ --embedder run/ --audio-encoder ~/models/BEATs.pt")
 def embed(
     ctx: typer.Context,
     audio: AudioInputs,
@@ -373,9 +373,10 @@ def train(
     quiet: QuietOption = False,
     device: DeviceOption = Device.auto,
 ) -> None:
-    """Teach the audio token on your own videos (only the embedder learns).
+    """Teach the audio token on your own videos.
 
-    Writes RUN/embedder.safetensors + config.json, which generate --embedder RUN uses.
+    Only the small embedder learns; BEATs and Stable Diffusion stay frozen. Writes
+    RUN/embedder.safetensors + config.json, which generate --embedder RUN uses.
     """
     from audiotoken_cli.config import RuntimeSettings, TrainSettings
     from audiotoken_cli.data import parse_size
