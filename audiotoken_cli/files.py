@@ -60,8 +60,11 @@ def _expand_one(argument: str) -> list[Path]:
         if not media:
             raise InputError(f"{argument}: no audio or video files in this folder")
         return media
-    if path.exists() or not GLOB_CHARACTERS & set(argument):
-        return [path]  # a missing plain file is reported when it is opened, with the others
+    if path.exists():
+        return [path]
+    if not GLOB_CHARACTERS & set(argument):
+        # Said now, before any model loads or downloads for a run that has nothing to do.
+        raise InputError(f"{path}: no such file")
     matches = sorted(glob.glob(os.path.expanduser(argument), recursive=True))
     media: list[Path] = []
     for match in map(Path, matches):

@@ -285,3 +285,12 @@ def test_unreadable_file_as_another_user(models, tmp_path):
         assert done.stdout.strip() == f"{locked}: cannot be read (permission denied)", done.stderr
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_missing_file_is_reported_before_any_model_is_fetched(tmp_path):
+    # With the cache empty and downloads off, reaching for a model would fail loudly; a run with
+    # nothing to do must stop at the file instead.
+    result = invoke("embed", tmp_path / "nope.wav", "--offline")
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'nope.wav'}: no such file" in result.output
+    assert "not in the cache" not in result.output
