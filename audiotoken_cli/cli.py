@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from audiotoken_cli import __version__
+from audiotoken_cli.config import DEVICE_CHOICES, DTYPE_CHOICES
 from audiotoken_cli.errors import AudioTokenError
 
 app = typer.Typer(
@@ -84,18 +85,9 @@ DurationOption = Annotated[
     typer.Option("--duration", min=0.01, metavar="SECONDS", help="Window length in seconds (the paper: 10). "
                  "Shorter audio is looped to fill it."),
 ]
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class Dtype(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
+# The choices live in config.py (devices.py validates with the same tuples); Typer wants Enums.
+Device = Enum("Device", {name: name for name in DEVICE_CHOICES}, type=str)
+Dtype = Enum("Dtype", {name: name for name in DTYPE_CHOICES}, type=str)
 
 
 DeviceOption = Annotated[

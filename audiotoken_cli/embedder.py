@@ -105,6 +105,11 @@ class LoadedEmbedder:
     info: EmbedderInfo
     path: Path
 
+    @property
+    def weights_file(self) -> Path:
+        """The file holding the weights: the path itself, or the folder's embedder.safetensors."""
+        return self.path / WEIGHTS_NAME if self.path.is_dir() else self.path
+
 
 # ---------------------------------------------------------------------------------------------
 # Loading

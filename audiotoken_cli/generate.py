@@ -150,18 +150,17 @@ class _RunMetadata:
 
     settings: GenerateSettings
     models: dict
+    audio_hashes: dict[Path, str] = field(default_factory=dict)
 
     @classmethod
     def collect(cls, settings: GenerateSettings, tokenizer: AudioTokenizer) -> _RunMetadata:
-        embedder = tokenizer.embedder
-        weights = embedder.path / "embedder.safetensors" if embedder.path.is_dir() else embedder.path
         models = {
             "sd": str(settings.sd),
             "sd_unet_sha256": _unet_hash(Path(settings.sd)),
             "audio_encoder": str(settings.audio_encoder),
             "audio_encoder_sha256": cached_sha256(Path(settings.audio_encoder)),
             "embedder": str(settings.embedder),
-            "embedder_sha256": cached_sha256(weights),
+            "embedder_sha256": cached_sha256(tokenizer.embedder.weights_file),
             "lora": str(settings.lora) if settings.lora else None,
             "lora_sha256": cached_sha256(settings.lora) if settings.lora else None,
         }
@@ -183,9 +182,15 @@ class _RunMetadata:
             "dtype": s.runtime.dtype,
             "window": asdict(s.window),
             "audio_file": image.source.name,
-            "audio_sha256": file_sha256(image.source),
+            "audio_sha256": self._audio_hash(image.source),
             **self.models,
         }
+
+    def _audio_hash(self, source: Path) -> str:
+        """Once per sound, not once per image of it."""
+        if source not in self.audio_hashes:
+            self.audio_hashes[source] = file_sha256(source)
+        return self.audio_hashes[source]
 
 
 def _unet_hash(sd: Path) -> str | None:

@@ -558,10 +558,10 @@ class _progress:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                    TimeRemainingColumn, TransferSpeedColumn)
 
+        console = Console(stderr=True)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=True,
-                                 disable=not Console(stderr=True).is_terminal)
+                                 console=console, transient=True, disable=not console.is_terminal)
         self.progress.start()
         progress = self.progress
 

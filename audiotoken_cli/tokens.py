@@ -20,7 +20,8 @@ from audiotoken_cli.embedder import LoadedEmbedder
 from audiotoken_cli.errors import AudioTokenError, ModelError
 from audiotoken_cli.fbank import beats_fbank
 from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
-from audiotoken_cli.files import FileResult, file_sha256, find_collisions, output_path, write_atomically
+from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions, output_path,
+                                  write_atomically)
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
@@ -142,7 +143,6 @@ def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> Non
 
 def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
     embedder = tokenizer.embedder
-    weights = embedder.path / "embedder.safetensors" if embedder.path.is_dir() else embedder.path
     return {
         "format": "audiotoken-token",
         "device": tokenizer.device.type,
@@ -151,9 +151,10 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
         "token_dim": str(tokenizer.token_dim),
         "prompt": embedder.info.prompt,
         "embedder": embedder.info.source or str(embedder.path),
-        "embedder_sha256": file_sha256(weights),
+        # Model hashes are remembered per file (they are hundreds of MB); audio is hashed fresh.
+        "embedder_sha256": cached_sha256(embedder.weights_file),
         "audio_encoder": str(tokenizer.audio_encoder_path),
-        "audio_encoder_sha256": file_sha256(tokenizer.audio_encoder_path),
+        "audio_encoder_sha256": cached_sha256(tokenizer.audio_encoder_path),
     }
 
 
