@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiotoken_cli.audio import is_media_file
+from audiotoken_cli.audio.decode import is_media_file
 from audiotoken_cli.errors import InputError
 
 GLOB_CHARACTERS = set("*?[")

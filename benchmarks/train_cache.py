@@ -63,8 +63,8 @@ def build_dataset(folder: Path, clips: int, seconds: float) -> Path:
 
 def run_training(label: str, settings, warmup: int) -> dict:
     """Train with ``settings``; return per-step statistics and the cache build time."""
-    import audiotoken_cli.train as train_module
-    from audiotoken_cli.train import TrainEvents, train
+    import audiotoken_cli.train.loop as train_module
+    from audiotoken_cli.train.loop import TrainEvents, train
 
     timings: dict[str, float] = {}
     original_build = train_module.FeatureCache.build.__func__
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from factories import make_tiny_sd
 
     from audiotoken_cli.config import RuntimeSettings, TrainSettings
-    from audiotoken_cli.diffusion import quiet_libraries
+    from audiotoken_cli.render.diffusion import quiet_libraries
 
     quiet_libraries()
     if args.threads:

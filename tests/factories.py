@@ -11,8 +11,8 @@ import av
 import numpy as np
 import torch
 
-from audiotoken_cli.beats import BEATs, BEATsConfig
-from audiotoken_cli.embedder import PAPER_KEYS, AudioEmbedder
+from audiotoken_cli.models.beats import BEATs, BEATsConfig
+from audiotoken_cli.models.embedder import PAPER_KEYS, AudioEmbedder
 from audiotoken_cli.config import EmbedderConfig
 
 

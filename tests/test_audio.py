@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiotoken_cli.audio import load_window
+from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError
 from factories import tone, write_audio, write_video
@@ -107,7 +107,7 @@ def test_memory_does_not_grow_with_file_length(tmp_path):
     short_path = write_audio(tmp_path / "short.wav", tone(10.0))
 
     def peak_mb(path: Path) -> float:
-        code = ("import resource, sys; from audiotoken_cli.audio import load_window; "
+        code = ("import resource, sys; from audiotoken_cli.audio.decode import load_window; "
                 "load_window(sys.argv[1]); "
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
         out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,

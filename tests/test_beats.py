@@ -15,7 +15,7 @@ import torch
 from factories import TINY_BEATS_CFG, make_tiny_beats_checkpoint
 from safetensors.torch import load_file
 
-from audiotoken_cli.beats import BEATs, BEATsConfig, load_beats, load_beats_state
+from audiotoken_cli.models.beats import BEATs, BEATsConfig, load_beats, load_beats_state
 from audiotoken_cli.errors import ModelError
 
 DATA = Path(__file__).parent / "data"

@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio import load_window
-from audiotoken_cli.beats import load_beats
+from audiotoken_cli.audio.decode import load_window
+from audiotoken_cli.models.beats import load_beats
 from audiotoken_cli.cli import app
-from audiotoken_cli.embedder import load_embedder
-from audiotoken_cli.fbank import beats_fbank
+from audiotoken_cli.models.embedder import load_embedder
+from audiotoken_cli.audio.fbank import beats_fbank
 from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
 
 DATA = Path(__file__).parent / "data"
@@ -278,7 +278,7 @@ def test_unreadable_file_as_another_user(models, tmp_path):
         locked = write_audio(shared / "locked.wav", tone(1.0))
         locked.chmod(0o600)
         # Import first: the interpreter's own files may be unreadable to 'nobody'.
-        code = ("import os, av; from audiotoken_cli.audio import load_window\n"
+        code = ("import os, av; from audiotoken_cli.audio.decode import load_window\n"
                 "os.setgid(65534); os.setuid(65534)\n"
                 "try:\n    load_window(%r)\nexcept Exception as e:\n    print(e)" % str(locked))
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

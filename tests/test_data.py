@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiotoken_cli.audio import load_window
+from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.config import Window
-from audiotoken_cli.data import (
+from audiotoken_cli.train.data import (
     DataSettings,
     TrainingData,
     collate,

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo
-from audiotoken_cli.embedder import PAPER_KEYS, AudioEmbedder, load_embedder, save_embedder
+from audiotoken_cli.models.embedder import PAPER_KEYS, AudioEmbedder, load_embedder, save_embedder
 from audiotoken_cli.errors import ModelError
 from factories import make_paper_embedder
 

@@ -1,4 +1,4 @@
-"""audiotoken_cli.fbank against torchaudio's Kaldi fbank, which BEATs was trained on.
+"""audiotoken_cli.audio.fbank against torchaudio's Kaldi fbank, which BEATs was trained on.
 
 tests/data/fbank_reference.safetensors was made by tests/data/make_fbank_reference.py in a scratch
 venv with torch 2.11 + torchaudio 2.11 (torchaudio stays out of our runtime). For each signal NAME
@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from audiotoken_cli.fbank import BEATS_FBANK_MEAN, BEATS_FBANK_STD, beats_fbank, kaldi_fbank
+from audiotoken_cli.audio.fbank import BEATS_FBANK_MEAN, BEATS_FBANK_STD, beats_fbank, kaldi_fbank
 
 REFERENCE = load_file(Path(__file__).parent / "data" / "fbank_reference.safetensors")
 SIGNALS = sorted({key.rsplit(".", 1)[0] for key in REFERENCE})

@@ -16,10 +16,10 @@ from audiotoken_cli.cli import app
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import write_atomically
-from audiotoken_cli.lora import apply_paper_lora
-from audiotoken_cli.prompt import PromptEncoder
-from audiotoken_cli.tokens import AudioTokenizer
-from audiotoken_cli.audio import load_window
+from audiotoken_cli.models.lora import apply_paper_lora
+from audiotoken_cli.render.prompt import PromptEncoder
+from audiotoken_cli.pipeline.tokens import AudioTokenizer
+from audiotoken_cli.audio.decode import load_window
 from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 
 DATA = Path(__file__).parent / "data"

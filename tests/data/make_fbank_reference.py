@@ -1,6 +1,6 @@
 """Regenerate ``fbank_reference.safetensors``: torchaudio's Kaldi fbank on a few test signals.
 
-This is the only place torchaudio is used: it is the reference that ``audiotoken_cli.fbank`` must
+This is the only place torchaudio is used: it is the reference that ``audiotoken_cli.audio.fbank`` must
 match, and it stays out of the runtime, as its wheels import only next to their own torch build.
 Run it from the repository root in a scratch venv with a matching torch/torchaudio pair, with
 espeak-ng and sox on the PATH (Debian: ``apt-get install espeak-ng sox``):

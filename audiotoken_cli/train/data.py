@@ -13,8 +13,6 @@ forward.
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -24,18 +22,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiotoken_cli.audio import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_window
+from audiotoken_cli.audio.decode import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_window
 from audiotoken_cli.config import SAMPLE_RATE, Window
 from audiotoken_cli.errors import InputError, UsageError
+from audiotoken_cli.train.frames import (
+    _picture_stream,
+    _read_image,
+    _reason,
+    fit_and_crop,
+    read_frame,
+    to_pixels,
+)
+from audiotoken_cli.train.labels import label_for, read_labels
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 """Pictures that pair with an audio file of the same stem, in order of preference."""
 
 MIN_AUDIO_SECONDS = 0.5
 """Shorter clips would be one sound looped many times over; they are skipped."""
-
-VGGSOUND_CLIP_SECONDS = 10
-"""VGGSound clips are 10 s; the paper's file names carry start and end in milliseconds."""
 
 SIZE_MULTIPLE = 8
 """Stable Diffusion's VAE downsamples by 8, so training frames must be multiples of it."""
@@ -46,17 +50,6 @@ SCAN_THREADS = min(8, os.cpu_count() or 1)
 PROBE_SECONDS = 5.0
 """How far into a file the scan looks for a first decodable audio and video frame."""
 
-ATTACHED_PICTURE = 0x0400
-"""FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is an album cover, not a video."""
-
-COLUMN_NAMES = {
-    "ytid": "ytid", "youtube_id": "ytid", "youtubeid": "ytid", "video_id": "ytid",
-    "start": "start", "start_seconds": "start", "start_time": "start",
-    "label": "label", "class": "label",
-    "split": "split", "set": "split",
-    "file": "file", "path": "file", "filename": "file", "file_name": "file",
-}
-"""Header names a labels CSV may use, mapped to the column they stand for."""
 
 
 @dataclass(frozen=True)
@@ -113,132 +106,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def read_labels(path: Path) -> dict[str, str]:
-    """Read a labels CSV into key → label.
-
-    Two layouts, each with or without a header row:
-    - VGGSound's ``ytid,start,label,split`` (split optional): keys are the ytid and the paper's
-      file stem ``{ytid}_{start*1000}_{(start+10)*1000}`` (also ``{ytid}_{start:06d}``).
-    - ``file,label``: keys are the file as written, a path relative to the data folder or a stem.
-    A ytid listed with two different labels keeps no ytid-only key, since it would be a guess.
-    """
-    path = Path(path)
-    rows = _read_csv_rows(path)
-    if not rows:
-        raise InputError(f"{path}: the labels file has no rows")
-    columns, rows = _columns(path, rows)
-    labels: dict[str, str] = {}
-    ambiguous: set[str] = set()
-    for line, fields in rows:
-        record = _record(path, line, fields, columns)
-        if "ytid" in columns:
-            _add_vggsound(labels, ambiguous, path, line, record)
-        else:
-            _add_key(labels, path, line, _normal_key(record["file"]), record["label"])
-    for ytid in ambiguous:
-        labels.pop(ytid, None)
-    return labels
-
-
-def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, stripped fields) for each non-blank, non-comment row."""
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            for fields in reader:
-                rows.append((reader.line_num, fields))
-    except FileNotFoundError as error:
-        raise InputError(f"{path}: no such labels file") from error
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(f"{path}: cannot be read as a CSV file ({error})") from error
-    kept = []
-    for line, fields in rows:
-        fields = [field.strip() for field in fields]
-        if any(fields) and not fields[0].startswith("#"):
-            kept.append((line, fields))
-    return kept
-
-
-def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[dict[str, int], list]:
-    """Which field holds what, from the header row if there is one, else from the field count."""
-    line, first = rows[0]
-    names = [COLUMN_NAMES.get(field.lower().replace(" ", "_")) for field in first]
-    if "label" in names:  # a header row; columns it does not name are ignored
-        columns: dict[str, int] = {}
-        for index, name in enumerate(names):
-            if name:
-                columns.setdefault(name, index)
-        if not ({"ytid", "start"} <= columns.keys() or "file" in columns):
-            raise InputError(f"{path}, line {line}: the header needs ytid,start,label[,split] "
-                             f"or file,label; it has {','.join(first)}")
-        return columns, rows[1:]
-    if len(first) in (3, 4) and _is_number(first[1]):
-        return {"ytid": 0, "start": 1, "label": 2}, rows
-    if len(first) == 2:
-        return {"file": 0, "label": 1}, rows
-    raise InputError(f"{path}, line {line}: expected ytid,start,label,split (VGGSound) or "
-                     f"file,label; found {len(first)} fields")
-
-
-def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -> dict[str, str]:
-    """The named fields of one row, checked."""
-    if len(fields) <= max(columns.values()):
-        layout = "ytid,start,label,split" if "ytid" in columns else "file,label"
-        raise InputError(f"{path}, line {line}: expected {layout}; found {len(fields)} fields")
-    record = {name: fields[i] for name, i in columns.items()}
-    key = record.get("ytid", record.get("file"))
-    if not key or not record["label"]:
-        raise InputError(f"{path}, line {line}: empty file name or label")
-    if "start" in record and not _is_number(record["start"]):
-        raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
-                         "seconds")
-    return record
-
-
-def _add_vggsound(labels: dict[str, str], ambiguous: set[str], path: Path, line: int,
-                  record: dict[str, str]) -> None:
-    ytid, label = record["ytid"], record["label"]
-    start = float(record["start"])
-    start_ms = round(start * 1000)
-    end_ms = round((start + VGGSOUND_CLIP_SECONDS) * 1000)
-    _add_key(labels, path, line, f"{ytid}_{start_ms}_{end_ms}", label)
-    if start == int(start):
-        labels.setdefault(f"{ytid}_{int(start):06d}", label)
-    if labels.setdefault(ytid, label) != label:
-        ambiguous.add(ytid)
-
-
-def _add_key(labels: dict[str, str], path: Path, line: int, key: str, label: str) -> None:
-    if labels.setdefault(key, label) != label:
-        raise InputError(f"{path}, line {line}: {key} is labelled both {labels[key]!r} and "
-                         f"{label!r}")
-
-
-def _normal_key(text: str) -> str:
-    key = text.replace("\\", "/")
-    while key.startswith("./"):
-        key = key[2:]
-    return key
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
-def label_for(relative: Path, labels: dict[str, str] | None) -> str | None:
-    """A file's label: from ``labels`` by relative path, path without suffix, name or stem;
-    without labels, the first folder under the data folder (None for files in the root)."""
-    if labels is None:
-        return relative.parts[0] if len(relative.parts) > 1 else None
-    for key in (relative.as_posix(), relative.with_suffix("").as_posix(), relative.name,
-                relative.stem):
-        if key in labels:
-            return labels[key]
-    return None
 
 
 # --- scanning the folder --------------------------------------------------------------------
@@ -362,12 +229,6 @@ def _check_nonempty(path: Path) -> None:
         raise _Skip("empty file (0 bytes)")
 
 
-def _picture_stream(container):
-    """The first real video stream; cover art (an attached picture) does not count."""
-    for stream in container.streams.video:
-        if not int(getattr(stream, "disposition", 0)) & ATTACHED_PICTURE:
-            return stream
-    return None
 
 
 def _first_frames(container, audio, video) -> set:
@@ -411,8 +272,6 @@ def _check_image(path: Path) -> None:
         raise _Skip(f"its image {path.name} cannot be read ({_reason(error)})") from error
 
 
-def _reason(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 # --- the dataset ----------------------------------------------------------------------------
@@ -519,74 +378,3 @@ def collate(batch: list[dict]) -> dict:
         else:
             out[key] = values
     return out
-
-
-# --- pictures -------------------------------------------------------------------------------
-
-def read_frame(path: Path, time: float):
-    """The first video frame at or after ``time`` seconds (from the video's first frame), as an
-    RGB PIL image; the last frame if the video ends first.
-
-    Seeks to the keyframe before ``time`` and decodes forward, so the cost is one group of
-    pictures whatever the file's length.
-    """
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = _picture_stream(container)
-            if stream is None:
-                raise InputError(f"{path}: has no video stream")
-            frame = _frame_from(container, stream, time)
-    except av.error.FFmpegError as error:
-        raise InputError(f"{path}: cannot decode a video frame ({_reason(error)})") from error
-    if frame is None:
-        raise InputError(f"{path}: the video stream holds no frames")
-    return frame.to_image()
-
-
-def _frame_from(container, stream, time: float):
-    """Seek and decode forward to the first frame at/after ``time``; None if none decodes."""
-    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    target = origin + max(time, 0.0)
-    if stream.time_base is not None:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True,
-                       any_frame=False)
-    last = None
-    for frame in container.decode(stream):
-        last = frame
-        # The slack keeps a frame stamped exactly at ``time`` despite float rounding; a stream
-        # without timestamps gets the first frame after the seek.
-        if frame.time is None or frame.time >= target - 1e-6:
-            return frame
-    return last
-
-
-def _read_image(path: Path):
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as picture:
-            # Phone photos store their rotation in EXIF; apply it so the frame is upright.
-            return ImageOps.exif_transpose(picture).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(f"{path}: cannot read the image ({_reason(error)})") from error
-
-
-def fit_and_crop(picture, size: tuple[int, int]):
-    """Resize (bicubic) so the picture covers ``size`` = (width, height), then crop the middle."""
-    from PIL import Image
-
-    width, height = size
-    scale = max(width / picture.width, height / picture.height)
-    scaled = (max(width, round(picture.width * scale)), max(height, round(picture.height * scale)))
-    picture = picture.resize(scaled, resample=Image.Resampling.BICUBIC)
-    left = (scaled[0] - width) // 2
-    top = (scaled[1] - height) // 2
-    return picture.crop((left, top, left + width, top + height))
-
-
-def to_pixels(picture) -> torch.Tensor:
-    """An RGB PIL image → (3, H, W) float32 in [-1, 1], the range Stable Diffusion's VAE takes."""
-    array = np.asarray(picture.convert("RGB"), dtype=np.float32)  # (H, W, 3)
-    return torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1).contiguous()

@@ -26,20 +26,32 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from audiotoken_cli import __version__
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo, TrainSettings
-from audiotoken_cli.data import DataSettings, TrainingData, scan
 from audiotoken_cli.devices import resolve_device
-from audiotoken_cli.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
 from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
-from audiotoken_cli.fbank import beats_fbank
 from audiotoken_cli.files import write_atomically
-from audiotoken_cli.prompt import PromptEncoder
-from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
+from audiotoken_cli.models.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
+from audiotoken_cli.models.safecache import load_embedder_fast
+from audiotoken_cli.train.data import DataSettings, TrainingData, scan
+from audiotoken_cli.train.distributed import (
+    Dist,
+    _average_gradients,
+    _average_metrics,
+    init_distributed,
+)
+from audiotoken_cli.train.examples import (
+    ExampleSource,
+    FeatureCache,
+    Frozen,
+    load_frozen,
+    pick_examples,
+    step_rng,
+)
+from audiotoken_cli.train.pictures import loss_curve, sample_grid
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -56,230 +68,6 @@ class TrainEvents:
     on_start: Callable[[int, int, list[str]], None] = lambda first, last, warnings: None
     on_step: Callable[[dict], None] = lambda metrics: None
     on_note: Callable[[str], None] = lambda message: None
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed: torchrun and `accelerate launch` both set RANK / WORLD_SIZE / LOCAL_RANK.
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _average_gradients(model: torch.nn.Module, world: Dist) -> None:
-    """Data parallelism by hand: the embedder is tiny, so one all-reduce per step is cheap and
-    spares us DDP's wrapper around a model whose inputs come from frozen networks."""
-    if world.world <= 1:
-        return
-    import torch.distributed as dist
-
-    for parameter in model.parameters():
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad /= world.world
-
-
-def _average_metrics(totals: dict[str, float], world: Dist) -> dict[str, float]:
-    """The logged loss is the mean over all processes, not rank 0's share alone."""
-    if world.world <= 1:
-        return totals
-    import torch.distributed as dist
-
-    names = sorted(totals)
-    values = torch.tensor([totals[name] for name in names], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        values = values.cuda()
-    dist.all_reduce(values)
-    return {name: float(value) / world.world for name, value in zip(names, values.cpu())}
-
-
-def is_main_process() -> bool:
-    """Rank 0, or not distributed at all: the process that writes and reports."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-# ---------------------------------------------------------------------------------------------
-# The frozen models
-
-
-@dataclass
-class Frozen:
-    """The frozen parts, loaded once."""
-
-    beats: torch.nn.Module
-    vae: torch.nn.Module
-    unet: torch.nn.Module
-    noise_scheduler: object
-    encoder: PromptEncoder
-    latent_scale: float
-
-
-def load_frozen(settings: TrainSettings, device: torch.device, dtype: torch.dtype) -> Frozen:
-    from audiotoken_cli.diffusion import quiet_libraries
-
-    quiet_libraries()
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    sd = Path(settings.sd)
-    if not (sd / "model_index.json").is_file():
-        raise ModelError(f"{sd}: not a diffusers Stable Diffusion folder (no model_index.json)")
-    from audiotoken_cli.diffusion import weights_variant
-
-    variant = weights_variant(sd)
-    unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet", variant=variant)
-    vae = AutoencoderKL.from_pretrained(sd, subfolder="vae", variant=variant)
-    text_encoder = CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", variant=variant)
-    tokenizer = CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer")
-    scheduler = DDPMScheduler.from_pretrained(sd, subfolder="scheduler")
-    beats = load_beats_fast(settings.audio_encoder, device=device, dtype=dtype)
-    for model in (unet, vae, text_encoder):
-        model.requires_grad_(False).to(device=device, dtype=dtype)
-    vae.eval()
-    text_encoder.eval()
-    if settings.gradient_checkpointing:
-        # Checkpointing is active only in train mode; the frozen UNet has no dropout, so train
-        # mode changes nothing else. Activations are recomputed in the backward pass.
-        unet.enable_gradient_checkpointing()
-        unet.train()
-    else:
-        unet.eval()
-    encoder = PromptEncoder(tokenizer, text_encoder)
-    return Frozen(beats, vae, unet, scheduler, encoder, vae.config.scaling_factor)
-
-
-# ---------------------------------------------------------------------------------------------
-# Examples: (clip, slot) pairs. Slot k of clip i is a fixed audio window and frame, so the cache
-# can hold exactly what the uncached path would compute.
-
-
-def slot_rng(seed: int, index: int, slot: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed % 2**63, index, slot, 7]))
-
-
-def step_rng(seed: int, step: int, rank: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed % 2**63, step, rank, 11]))
-
-
-def pick_examples(seed: int, step: int, rank: int, count: int, clips: int,
-                  slots: int) -> list[tuple[int, int]]:
-    rng = step_rng(seed, step, rank)
-    return [(int(rng.integers(clips)), int(rng.integers(slots))) for _ in range(count)]
-
-
-class ExampleSource:
-    """Features and latents for (clip, slot) pairs, computed now or read from the cache."""
-
-    def __init__(self, data: TrainingData, frozen: Frozen, settings: TrainSettings,
-                 device: torch.device, dtype: torch.dtype, cache: FeatureCache | None):
-        self.data, self.frozen, self.settings = data, frozen, settings
-        self.device, self.dtype, self.cache = device, dtype, cache
-
-    def draw(self, index: int, slot: int) -> dict:
-        return self.data.draw(index, slot_rng(self.settings.seed, index, slot))
-
-    def batch(self, pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """features (B, N, 3·D) float32, latents (B, 4, h, w) float32, labels."""
-        labels = [self.data.samples[i].label for i, _ in pairs]
-        if self.cache is not None:
-            features, latents = self.cache.read(pairs)
-            return features.to(self.device), latents.to(self.device), labels
-        examples = [self.draw(i, k) for i, k in pairs]
-        waveforms = torch.stack([e["waveform"] for e in examples])
-        pixels = torch.stack([e["pixels"] for e in examples])
-        return self.encode_audio(waveforms), self.encode_pixels(pixels), labels
-
-    @torch.no_grad()
-    def encode_audio(self, waveforms: torch.Tensor) -> torch.Tensor:
-        fbank = beats_fbank(waveforms.to(self.device))
-        return self.frozen.beats(fbank.to(self.dtype)).float()
-
-    @torch.no_grad()
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        # The distribution's mean rather than a sample: deterministic, so the cached and
-        # uncached paths agree, and the VAE's posterior is very narrow anyway.
-        posterior = self.frozen.vae.encode(pixels.to(self.device, self.dtype)).latent_dist
-        return posterior.mean.float() * self.frozen.latent_scale
-
-
-class FeatureCache:
-    """BEATs features and VAE latents for every (clip, slot), memory-mapped from the run folder.
-
-    features.npy: (clips, slots, N, 3·D) in BEATs' compute dtype (float16 on a GPU, float32 on
-    the CPU), so the cache holds exactly what the uncached path computes;
-    latents.npy: (clips, slots, 4, h, w) float32.
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        meta = json.loads((folder / "cache.json").read_text())
-        self.features = np.load(folder / "features.npy", mmap_mode="r")
-        self.latents = np.load(folder / "latents.npy", mmap_mode="r")
-        self.meta = meta
-
-    def read(self, pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        features = np.stack([self.features[i, k] for i, k in pairs]).astype(np.float32)
-        latents = np.stack([self.latents[i, k] for i, k in pairs])
-        return torch.from_numpy(features), torch.from_numpy(latents)
-
-    @staticmethod
-    def key(settings: TrainSettings, samples) -> dict:
-        """What the cached values depend on; a mismatch rebuilds the cache."""
-        return {"seed": settings.seed, "slots": settings.windows_per_clip,
-                "audio_seconds": settings.audio_seconds, "size": list(settings.size),
-                "audio_encoder": str(settings.audio_encoder), "sd": str(settings.sd),
-                "clips": [str(s.audio) for s in samples]}
-
-    @classmethod
-    def build(cls, folder: Path, source: ExampleSource, settings: TrainSettings,
-              progress: Callable[[int, int], None]) -> FeatureCache:
-        folder.mkdir(parents=True, exist_ok=True)
-        key = cls.key(settings, source.data.samples)
-        meta_file = folder / "cache.json"
-        if meta_file.is_file() and json.loads(meta_file.read_text()).get("key") == key:
-            return cls(folder)
-        clips, slots = len(source.data), settings.windows_per_clip
-        first = source.draw(0, 0)
-        feature_shape = source.encode_audio(first["waveform"][None]).shape[1:]
-        latent_shape = source.encode_pixels(first["pixels"][None]).shape[1:]
-        feature_dtype = np.float16 if source.dtype == torch.float16 else np.float32
-        features = np.lib.format.open_memmap(folder / "features.npy.partial", mode="w+",
-                                             dtype=feature_dtype,
-                                             shape=(clips, slots, *feature_shape))
-        latents = np.lib.format.open_memmap(folder / "latents.npy.partial", mode="w+",
-                                            dtype=np.float32, shape=(clips, slots, *latent_shape))
-        for i in range(clips):
-            examples = [source.draw(i, k) for k in range(slots)]
-            waveforms = torch.stack([e["waveform"] for e in examples])
-            pixels = torch.stack([e["pixels"] for e in examples])
-            features[i] = source.encode_audio(waveforms).cpu().numpy().astype(feature_dtype)
-            latents[i] = source.encode_pixels(pixels).cpu().numpy()
-            progress(i + 1, clips)
-        features.flush()
-        latents.flush()
-        del features, latents
-        os.replace(folder / "features.npy.partial", folder / "features.npy")
-        os.replace(folder / "latents.npy.partial", folder / "latents.npy")
-        write_atomically(meta_file, lambda tmp: tmp.write_text(json.dumps({"key": key})))
-        return cls(folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,7 +297,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
                     save_checkpoint(run, step, embedder, optimizer, schedule, info, settings.keep)
                     last_good = step
                 if settings.sample_every and step % settings.sample_every == 0:
-                    _sample_grid(run, step, embedder, frozen, held_out or samples[:2],
+                    sample_grid(run, step, embedder, frozen, held_out or samples[:2],
                                  data_settings, settings, device, compute_dtype)
             events.on_step(metrics)
     if interrupted.raised:
@@ -518,7 +306,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
         raise KeyboardInterrupt
     if world.main:
         save_embedder(embedder, run, info)
-        _loss_curve(run)
+        loss_curve(run)
     if world.world > 1:
         import torch.distributed as dist
 
@@ -644,69 +432,3 @@ class _InterruptFlag:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Pictures: sample grids during training, the loss curve at the end
-
-
-@torch.no_grad()
-def _sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_settings,
-                 settings: TrainSettings, device, dtype) -> None:
-    """One image per held-out clip from its first window, in a row, as samples/step-N.png."""
-    from PIL import Image
-
-    from audiotoken_cli.diffusion import ImageJob, RenderSettings, render, sample_pipeline
-
-    data = TrainingData(samples, data_settings, settings.seed)
-    was_training = embedder.training
-    embedder.eval()
-    pipe = sample_pipeline(frozen)
-    negative = frozen.encoder.encode([""])[0]
-    jobs = []
-    for i in range(len(samples)):
-        waveform = data.draw(i, slot_rng(settings.seed, i, 0))["waveform"]
-        fbank = beats_fbank(waveform[None].to(device))
-        token = embedder(frozen.beats(fbank.to(dtype)).float())
-        prompt = frozen.encoder.encode([settings.prompt], token.to(dtype))[0]
-        jobs.append(ImageJob(prompt, negative, settings.seed + i))
-    width, height = settings.size
-    images = render(pipe, jobs, RenderSettings(steps=settings.sample_steps, width=width,
-                                               height=height, scheduler="dpm++"))
-    embedder.train(was_training)
-    grid = Image.new("RGB", (width * len(images), height))
-    for i, image in enumerate(images):
-        if image is not None:
-            grid.paste(image, (i * width, 0))
-    target = run / "samples" / f"step-{step}.png"
-    write_atomically(target, lambda tmp: grid.save(tmp, format="PNG"))
-
-
-def _loss_curve(run: Path, width: int = 640, height: int = 360) -> None:
-    """loss.png: the loss per step (light) and its running mean (dark), drawn with PIL."""
-    from PIL import Image, ImageDraw
-
-    path = run / METRICS
-    losses = [json.loads(line)["loss"] for line in path.read_text().splitlines() if line.strip()]
-    if not losses:
-        return
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    left, top, right, bottom = 50, 20, width - 20, height - 40
-    low, high = min(losses), max(losses)
-    span = (high - low) or 1.0
-
-    def point(i: int, value: float) -> tuple[float, float]:
-        x = left + (right - left) * (i / max(len(losses) - 1, 1))
-        return x, bottom - (bottom - top) * (value - low) / span
-
-    window = max(1, len(losses) // 20)
-    smooth = [float(np.mean(losses[max(0, i - window + 1):i + 1])) for i in range(len(losses))]
-    draw.line([point(i, v) for i, v in enumerate(smooth)], fill=(20, 60, 160), width=3)
-    draw.line([point(i, v) for i, v in enumerate(losses)], fill=(120, 150, 220), width=1)
-    draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text((left, bottom + 8), f"step 1 … {len(losses)}", fill="black")
-    draw.text((4, top), f"{high:.4g}", fill="black")
-    draw.text((4, bottom - 10), f"{low:.4g}", fill="black")
-    draw.text((left, 4), "training loss (thin: per step; thick: running mean)", fill="black")
-    write_atomically(run / "loss.png", lambda tmp: image.save(tmp, format="PNG"))

@@ -19,12 +19,12 @@ import torch
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.diffusion import (SAMPLER_NAMES, ImageJob, RenderSettings, auto_batch_size,
+from audiotoken_cli.render.diffusion import (SAMPLER_NAMES, ImageJob, RenderSettings, auto_batch_size,
                                       check_size, load_pipeline, render, use_scheduler)
 from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions,
                                   write_atomically)
-from audiotoken_cli.prompt import PromptEncoder, check_prompt
-from audiotoken_cli.tokens import AudioTokenizer, tokenize_files
+from audiotoken_cli.render.prompt import PromptEncoder, check_prompt
+from audiotoken_cli.pipeline.tokens import AudioTokenizer, tokenize_files
 
 
 @dataclass
@@ -89,7 +89,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
     pipe = load_pipeline(settings.sd, device, dtype, safety_checker=settings.safety_checker,
                          low_vram=settings.low_vram)
     if settings.lora is not None:
-        from audiotoken_cli.lora import apply_paper_lora
+        from audiotoken_cli.models.lora import apply_paper_lora
 
         apply_paper_lora(pipe.unet, settings.lora)
     use_scheduler(pipe, settings.scheduler)

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from audiotoken_cli.files import FileResult
 
@@ -129,12 +135,12 @@ def print_presets(rows) -> None:
 
 
 def print_download_summary(preset: str, paths: dict) -> None:
-    from audiotoken_cli.hub import _disk_size
+    from audiotoken_cli.hub import disk_size
 
     _stdout.print(f"[bold]{escape(preset)}[/]: ready (later runs work offline)", highlight=False)
     for role, path in paths.items():
         if path is not None:
-            _stdout.print(f"  {role:<14} {human_size(_disk_size(path)):>9}  {escape(str(path))}",
+            _stdout.print(f"  {role:<14} {human_size(disk_size(path)):>9}  {escape(str(path))}",
                           soft_wrap=True, highlight=False)
 
 
@@ -160,7 +166,7 @@ class TrainDisplay:
         return False
 
     def events(self):
-        from audiotoken_cli.train import TrainEvents
+        from audiotoken_cli.train.loop import TrainEvents
 
         return TrainEvents(on_start=self._start, on_step=self._step, on_note=print_notice)
 

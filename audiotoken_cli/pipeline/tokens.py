@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio import load_window
-from audiotoken_cli.beats import BEATs
+from audiotoken_cli.audio.decode import load_window
+from audiotoken_cli.models.beats import BEATs
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.embedder import LoadedEmbedder
+from audiotoken_cli.models.embedder import LoadedEmbedder
 from audiotoken_cli.errors import AudioTokenError, ModelError
-from audiotoken_cli.fbank import beats_fbank
-from audiotoken_cli.safecache import load_beats_fast, load_embedder_fast
+from audiotoken_cli.audio.fbank import beats_fbank
+from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions, output_path,
                                   write_atomically)
 

@@ -16,175 +16,24 @@ download, whatever its source; a file that fails is removed from the cache.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
-
-DEFAULT_PRESET = "vggsound"
-ROLES = ("sd", "audio_encoder", "embedder", "lora")
-ROLE_OPTIONS = {"sd": "--sd", "audio_encoder": "--audio-encoder", "embedder": "--embedder",
-                "lora": "--lora"}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
-FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".toml", ".npz")
-_HUB_ID = re.compile(
-    r"^(?P<space>spaces/)?(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)"
-    r"(?:@(?P<revision>[\w./-]+?))?(?:/(?P<path>.+))?$"
+from audiotoken_cli.errors import AudioTokenError, ModelError
+from audiotoken_cli.hub.progress import _progress
+from audiotoken_cli.hub.specs import (
+    ROLE_OPTIONS,
+    ChecksumError,
+    FetchOptions,
+    NetworkError,
+    Spec,
+    get_preset,
+    parse_spec,
 )
-
-
-class NetworkError(AudioTokenError):
-    """A download could not reach its server."""
-
-
-class ChecksumError(ModelError):
-    """A downloaded file is not the file its preset or spec names."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Component specs
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Where a component comes from, parsed from what the user typed."""
-
-    text: str
-    kind: str  # "local" | "url" | "hub"
-    repo_id: str = ""
-    repo_type: str = "model"
-    revision: str | None = None
-    path: str = ""  # a file or folder inside the repository; "" for the whole repository
-
-    @property
-    def is_file(self) -> bool:
-        return self.kind == "url" or Path(self.path).suffix in FILE_SUFFIXES
-
-    def describe(self) -> str:
-        if self.kind != "hub":
-            return self.text
-        where = ("Space " if self.repo_type == "space" else "") + self.repo_id
-        revision = f"@{self.revision}" if self.revision else ""
-        return f"{where}{revision}" + (f", file {self.path}" if self.path else "")
-
-
-def parse_spec(text: str) -> Spec:
-    """Local path, URL or hub id; see the module docstring for the syntax."""
-    text = text.strip()
-    if text.startswith(("https://", "http://")):
-        return Spec(text, "url")
-    expanded = Path(text).expanduser()
-    looks_local = text.startswith(("/", "./", "../", "~", ".\\")) or re.match(r"^[A-Za-z]:[\\/]", text)
-    if expanded.exists() or looks_local:
-        return Spec(str(expanded), "local")
-    match = _HUB_ID.match(text)
-    if match is None:
-        raise UsageError(f"{text!r} is not an existing file, an https:// URL or a hub id "
-                         "(owner/name[@revision][/path], spaces/owner/name/... for a Space)")
-    return Spec(text, "hub", repo_id=f"{match['owner']}/{match['name']}",
-                repo_type="space" if match["space"] else "model",
-                revision=match["revision"], path=(match["path"] or "").strip("/"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Presets
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named bundle of the components; ``sha256`` maps a role to its file's known hash."""
-
-    name: str
-    sd: str
-    audio_encoder: str
-    embedder: str
-    lora: str | None = None
-    description: str = ""
-    sha256: dict[str, str] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
-    source: str = "built in"
-
-    def component(self, role: str) -> str | None:
-        return getattr(self, role)
-
-
-PAPER_SPACE = "spaces/GuyYariv/AudioToken"
-BUILTIN_PRESETS = {
-    "vggsound": Preset(
-        name="vggsound",
-        description="AudioToken trained on VGGSound (the paper's published weights), SD 1.4",
-        sd="CompVis/stable-diffusion-v1-4",
-        audio_encoder=f"{PAPER_SPACE}/models/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
-        embedder=f"{PAPER_SPACE}/models/embedder_learned_embeds.bin",
-        sha256={"audio_encoder":
-                "e5815275a04b6885e7b8af63d120b29bffae2cd2225cf4915e1ec6d819d3022c"},
-        sizes={"audio_encoder": 363_145_291},
-    ),
-}
-
-
-def user_presets_file() -> Path:
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("audiotoken")) / "presets.toml"
-
-
-def load_presets() -> dict[str, Preset]:
-    """The built-in presets plus the user's ``presets.toml`` (which may override them)."""
-    presets = dict(BUILTIN_PRESETS)
-    path = user_presets_file()
-    if not path.is_file():
-        return presets
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{path}: not valid TOML ({error})") from error
-    for name, table in data.items():
-        presets[name] = _preset_from_table(path, name, table)
-    return presets
-
-
-def _preset_from_table(path: Path, name: str, table: object) -> Preset:
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: [{name}] must be a table of components")
-    missing = [key for key in ("sd", "audio_encoder", "embedder") if not table.get(key)]
-    if missing:
-        raise UsageError(f"{path}: preset [{name}] needs {', '.join(missing)}")
-    hashes = {role: str(table[f"{role}_sha256"]).lower() for role in ROLES
-              if table.get(f"{role}_sha256")}
-    return Preset(name=name, sd=str(table["sd"]), audio_encoder=str(table["audio_encoder"]),
-                  embedder=str(table["embedder"]), lora=table.get("lora"),
-                  description=str(table.get("description", "")), sha256=hashes,
-                  source=str(path))
-
-
-def get_preset(name: str) -> Preset:
-    presets = load_presets()
-    if name not in presets:
-        raise UsageError(f"unknown model preset {name!r}; choose one of {', '.join(presets)} "
-                         f"(add your own in {user_presets_file()})")
-    return presets[name]
-
 
 # ---------------------------------------------------------------------------------------------
 # Resolving a component to a local path
-
-
-@dataclass(frozen=True)
-class FetchOptions:
-    offline: bool = False
-    quiet: bool = False
-    notice: Callable[[str], None] = lambda message: None
-
 
 def is_offline(flag: bool = False) -> bool:
     return flag or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
@@ -199,6 +48,8 @@ def resolve(text: str, role: str, options: FetchOptions, sha256: str | None = No
             raise ModelError(f"{path}: not found ({ROLE_OPTIONS[role]})")
         return path
     if spec.kind == "url":
+        from audiotoken_cli.hub.urls import _fetch_url  # urls.py builds on this module
+
         path = _fetch_url(spec, role, options)
     elif spec.is_file:
         path = _fetch_hub_file(spec, role, options)
@@ -470,174 +321,6 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
     return ModelError(f"{what}: download failed ({type(error).__name__}: {error})")
 
 
-# ---------------------------------------------------------------------------------------------
-# Plain URLs
-
-
-def url_cache_path(url: str) -> Path:
-    from platformdirs import user_cache_dir
-
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    name = Path(url.split("?")[0].rstrip("/")).name or "download"
-    return Path(user_cache_dir("audiotoken")) / "urls" / digest / name
-
-
-def _fetch_url(spec: Spec, role: str, options: FetchOptions) -> Path:
-    """Download to ``<cache>/urls/<hash>/<name>``, resuming a ``.partial`` file left by an
-    interrupted run, and rename into place only when complete."""
-    target = url_cache_path(spec.text)
-    if target.is_file():
-        return target
-    if is_offline(options.offline):
-        raise _missing_offline(spec, role)
-    check_reachable(spec.text, spec, role)
-    options.notice(f"downloading the {role.replace('_', ' ')}: {spec.text}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with _explained(spec, role, options):
-        try:
-            _http_download(spec.text, partial, options)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, target)
-    return target
-
-
-def _http_download(url: str, partial: Path, options: FetchOptions) -> None:
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    have = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=30)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and have:  # the partial file is already whole
-            return
-        raise ModelError(f"{url}: the server answered {error.code} {error.reason}") from error
-    except urllib.error.URLError as error:
-        raise ConnectionError(str(error.reason)) from error
-    with response:
-        resumed = response.status == 206
-        total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
-        with open(partial, "ab" if resumed else "wb") as out, _progress(options) as bars:
-            bar = bars(desc=Path(partial.name).stem, total=total or None,
-                       initial=have if resumed else 0, unit="B")
-            try:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except http.client.IncompleteRead as error:
-                out.write(error.partial)  # keep what arrived: the next run resumes after it
-                raise ConnectionError("the connection closed mid-download") from error
-            finally:
-                bar.close()
-    if total and partial.stat().st_size != total:
-        raise ConnectionError(f"connection closed after {partial.stat().st_size} of {total} bytes")
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress: huggingface_hub takes any tqdm-like class; ours draws with rich.
-
-
-class _progress:
-    """Context manager giving a tqdm-like class whose bars are rich progress bars (bytes,
-    speed, ETA) on stderr, or nothing with ``--quiet``."""
-
-    def __init__(self, options: FetchOptions):
-        self.options = options
-        self.progress = None
-
-    def __enter__(self):
-        if self.options.quiet:
-            return _SilentBar
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
-
-        console = Console(stderr=True)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(),
-                                 console=console, transient=True, disable=not console.is_terminal)
-        self.progress.start()
-        progress = self.progress
-
-        class RichBar(_SilentBar):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self._task = None
-                if kwargs.get("unit", "B") == "B":
-                    self._task = progress.add_task(self._label(), total=self._total or None,
-                                                   completed=kwargs.get("initial", 0) or 0,
-                                                   visible=False)
-
-            def _label(self) -> str:
-                desc = self.desc or "download"
-                return "download" if desc.startswith(("Reconstructing", "Downloading bytes")) else desc
-
-            def _sync(self) -> None:
-                if self._task is not None:
-                    progress.update(self._task, total=self._total or None, completed=self.n,
-                                    visible=self.n > 0)
-
-        return RichBar
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-        return False
-
-
-class _SilentBar:
-    """The part of tqdm's interface huggingface_hub uses; it draws nothing."""
-
-    def __init__(self, *args, total=None, initial=0, desc=None, **kwargs):
-        self._total = total
-        self.n = initial or 0
-        self.desc = desc
-
-    @property
-    def total(self):
-        return self._total
-
-    @total.setter
-    def total(self, value):
-        self._total = value
-        self._sync()
-
-    def update(self, n=1):
-        self.n += n or 0
-        self._sync()
-
-    def _sync(self) -> None:
-        pass
-
-    def refresh(self, *args, **kwargs):
-        self._sync()
-
-    def close(self):
-        pass
-
-    def set_postfix_str(self, *args, **kwargs):
-        pass
-
-    def set_description(self, desc=None, *args, **kwargs):
-        self.desc = desc
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __getattr__(self, name):  # any other tqdm method: accept and ignore
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: None
 
 
 def resolve_components(preset_name: str, overrides: dict[str, str | None], roles: tuple[str, ...],
@@ -656,57 +339,3 @@ def resolve_components(preset_name: str, overrides: dict[str, str | None], roles
         paths[role] = resolve(text, role, options, sha256=known)
     return paths
 
-
-# ---------------------------------------------------------------------------------------------
-# What is cached (for `download --list`); never touches the network.
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    role: str
-    spec: str
-    cached: bool
-    size: int | None  # bytes on disk, or the preset's known size, or None
-
-
-def preset_status() -> list[tuple[Preset, list[ComponentStatus]]]:
-    rows = []
-    for preset in load_presets().values():
-        components = []
-        for role in ROLES:
-            text = preset.component(role)
-            if text:
-                path = cached_path(text, role)
-                size = _disk_size(path) if path else preset.sizes.get(role)
-                components.append(ComponentStatus(role, text, path is not None, size))
-        rows.append((preset, components))
-    return rows
-
-
-def cached_path(text: str, role: str) -> Path | None:
-    """The component's local path if it is already here, else None."""
-    try:
-        spec = parse_spec(text)
-    except UsageError:
-        return None
-    if spec.kind == "local":
-        return Path(spec.text) if Path(spec.text).exists() else None
-    if spec.kind == "url":
-        path = url_cache_path(spec.text)
-        return path if path.is_file() else None
-    from huggingface_hub import try_to_load_from_cache
-
-    if spec.is_file:
-        found = try_to_load_from_cache(spec.repo_id, spec.path, revision=spec.revision,
-                                       repo_type=spec.repo_type, cache_dir=str(hub_cache_dir()))
-        return Path(found) if isinstance(found, str) else None
-    snapshot = cached_snapshot(spec)
-    if snapshot is None:
-        return None
-    return snapshot / spec.path if _folder_complete(snapshot / spec.path, role) else None
-
-
-def _disk_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

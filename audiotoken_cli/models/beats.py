@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ModelError
+from audiotoken_cli.errors import ModelError
 
 # 1-based layers whose outputs AudioToken concatenates (the reference keeps indices 3, 7, 11).
 OUTPUT_LAYERS = (4, 8, 12)

@@ -1,0 +1,61 @@
+"""``audiotoken download``: fetch, verify and cache weights."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from audiotoken_cli.cli.app import app
+from audiotoken_cli.cli.options import (
+    AudioEncoderOption,
+    EmbedderOption,
+    ModelOption,
+    QuietOption,
+    SdOption,
+)
+from audiotoken_cli.cli.run import components, guarded
+
+
+@app.command(epilog="\b\nExamples:\n  audiotoken download                 # the default preset, vggsound\n"
+             "  audiotoken download --list\n"
+             "  audiotoken download --model birds --quiet")
+def download(
+    ctx: typer.Context,
+    model: ModelOption = "vggsound",
+    list_presets: Annotated[bool, typer.Option(
+        "--list", help="Show the presets, their components, sizes and whether they are "
+        "cached; download nothing.")] = False,
+    sd: SdOption = None,
+    audio_encoder: AudioEncoderOption = None,
+    embedder: EmbedderOption = None,
+    lora: Annotated[Optional[str], typer.Option(
+        "--lora", metavar="SPEC", help="Also fetch this UNet LoRA.", show_default=False)] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Fetch, verify and cache a preset's weights for offline use.
+
+    Files go to the standard Hugging Face cache (HF_HOME), plain URLs to the user cache.
+    The paper's pickled weights also get safetensors copies there, for fast, safe loads.
+    """
+    def body() -> int:
+        from audiotoken_cli.cli.report import print_download_summary, print_presets
+
+        if list_presets:
+            from audiotoken_cli.hub import preset_status
+
+            print_presets(preset_status())
+            return 0
+        from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
+
+        given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+        # Small files first: a bad checksum shows before gigabytes of Stable Diffusion.
+        paths = components(model, given, ("audio_encoder", "embedder", "sd", "lora"),
+                            offline=False, quiet=quiet)
+        # One verified load makes the safetensors copies that every later run loads.
+        load_beats_fast(paths["audio_encoder"])
+        load_embedder_fast(paths["embedder"])
+        print_download_summary(model, paths)
+        return 0
+
+    raise typer.Exit(guarded(ctx, body))

@@ -1,0 +1,69 @@
+"""``audiotoken embed``: each sound's audio token, for other tools."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from audiotoken_cli.cli.app import app
+from audiotoken_cli.cli.options import (
+    AudioEncoderOption,
+    AudioInputs,
+    Device,
+    DeviceOption,
+    Dtype,
+    DtypeOption,
+    DurationOption,
+    EmbedderOption,
+    ModelOption,
+    OfflineOption,
+    OutputDir,
+    OverwriteOption,
+    QuietOption,
+    StartOption,
+)
+from audiotoken_cli.cli.run import components, guarded, run_batch
+
+
+@app.command(epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
+             "  audiotoken embed clips/ --embedder run/ --audio-encoder ~/models/BEATs.pt")
+def embed(
+    ctx: typer.Context,
+    audio: AudioInputs,
+    output_dir: OutputDir = None,
+    audio_encoder: AudioEncoderOption = None,
+    embedder: EmbedderOption = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = 10.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N",
+                                            help="Audio windows encoded together.")] = 8,
+    overwrite: OverwriteOption = False,
+    model: ModelOption = "vggsound",
+    offline: OfflineOption = False,
+    quiet: QuietOption = False,
+    device: DeviceOption = Device.auto,
+    dtype: DtypeOption = Dtype.auto,
+) -> None:
+    """Save each sound's audio token in a safetensors file beside it.
+
+    <stem>.safetensors holds one tensor, emb_params [1, d]: the textual-inversion layout
+    that diffusers, A1111 and ComfyUI load as an embedding.
+    """
+    from audiotoken_cli.config import EmbedSettings, RuntimeSettings, Window
+
+    options = dict(window=Window(start=start, duration=duration), batch_size=batch_size,
+                   output_dir=output_dir, overwrite=overwrite,
+                   runtime=RuntimeSettings(device=device.value, dtype=dtype.value))
+    given = {"audio_encoder": audio_encoder, "embedder": embedder}
+
+    def body() -> int:
+        from audiotoken_cli.pipeline.tokens import embed_files
+
+        def process(sources, _progress):
+            paths = components(model, given, ("audio_encoder", "embedder"), offline, quiet)
+            return embed_files(sources, EmbedSettings(**paths, **options))
+
+        return run_batch(audio, process, "Embedding")
+
+    raise typer.Exit(guarded(ctx, body))

@@ -1,0 +1,79 @@
+"""Options shared by several commands, defined once (Typer ``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from audiotoken_cli.config import DEVICE_CHOICES, DTYPE_CHOICES
+
+AudioInputs = Annotated[
+    list[str],
+    typer.Argument(help="Audio or video files, folders (searched recursively) or glob patterns.",
+                   metavar="AUDIO...",
+                   show_default=False),
+]
+OutputDir = Annotated[
+    Optional[Path],
+    typer.Option("--output-dir", "-o", metavar="DIR", help="Write outputs here instead of beside each input.",
+                 file_okay=False),
+]
+AudioEncoderOption = Annotated[
+    Optional[str],
+    typer.Option("--audio-encoder", metavar="SPEC", help="BEATs checkpoint (official {'cfg','model'} "
+                 ".pt): a path, URL or hub id. Default: the preset's.", show_default=False),
+]
+EmbedderOption = Annotated[
+    Optional[str],
+    typer.Option("--embedder", metavar="SPEC", help="The paper's embedder_learned_embeds.bin, or an "
+                 "audiotoken embedder folder (e.g. a training run): a path, URL or hub id. "
+                 "Default: the preset's.", show_default=False),
+]
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", metavar="NAME", help="Model preset bundling SD, audio encoder "
+                 "and embedder (see `audiotoken download --list`)."),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="Never use the network; only cached or local files "
+                 "(also HF_HUB_OFFLINE=1)."),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No download progress bars or notices."),
+]
+StartOption = Annotated[
+    float,
+    typer.Option("--start", min=0.0, metavar="SECONDS", help="Where the audio window starts, in seconds."),
+]
+DurationOption = Annotated[
+    float,
+    typer.Option("--duration", min=0.01, metavar="SECONDS", help="Window length in seconds (the paper: 10). "
+                 "Shorter audio is looped to fill it."),
+]
+# The choices live in config.py (devices.py validates with the same tuples); Typer wants Enums.
+Device = Enum("Device", {name: name for name in DEVICE_CHOICES}, type=str)
+Dtype = Enum("Dtype", {name: name for name in DTYPE_CHOICES}, type=str)
+
+
+DeviceOption = Annotated[
+    Device,
+    typer.Option("--device", metavar="[auto|cpu|cuda|mps]", help="auto picks CUDA, then MPS, then CPU."),
+]
+DtypeOption = Annotated[
+    Dtype,
+    typer.Option("--dtype", metavar="[auto|float32|float16|bfloat16]", help="auto picks float16 on a GPU, float32 on the CPU."),
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option("--overwrite/--no-overwrite", help="Replace outputs that already exist."),
+]
+SdOption = Annotated[
+    Optional[str],
+    typer.Option("--sd", metavar="SPEC", help="Stable Diffusion (SD 1.x or 2.x) as a diffusers "
+                 "folder or hub id. Default: the preset's.", show_default=False),
+]

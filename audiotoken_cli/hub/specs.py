@@ -1,0 +1,167 @@
+"""Presets and component specs: what the user typed, parsed; which weights a preset names."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
+
+DEFAULT_PRESET = "vggsound"
+ROLES = ("sd", "audio_encoder", "embedder", "lora")
+ROLE_OPTIONS = {"sd": "--sd", "audio_encoder": "--audio-encoder", "embedder": "--embedder",
+                "lora": "--lora"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".toml", ".npz")
+_HUB_ID = re.compile(
+    r"^(?P<space>spaces/)?(?P<owner>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)"
+    r"(?:@(?P<revision>[\w./-]+?))?(?:/(?P<path>.+))?$"
+)
+
+
+class NetworkError(AudioTokenError):
+    """A download could not reach its server."""
+
+
+class ChecksumError(ModelError):
+    """A downloaded file is not the file its preset or spec names."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Component specs
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where a component comes from, parsed from what the user typed."""
+
+    text: str
+    kind: str  # "local" | "url" | "hub"
+    repo_id: str = ""
+    repo_type: str = "model"
+    revision: str | None = None
+    path: str = ""  # a file or folder inside the repository; "" for the whole repository
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "url" or Path(self.path).suffix in FILE_SUFFIXES
+
+    def describe(self) -> str:
+        if self.kind != "hub":
+            return self.text
+        where = ("Space " if self.repo_type == "space" else "") + self.repo_id
+        revision = f"@{self.revision}" if self.revision else ""
+        return f"{where}{revision}" + (f", file {self.path}" if self.path else "")
+
+
+def parse_spec(text: str) -> Spec:
+    """Local path, URL or hub id; see the module docstring for the syntax."""
+    text = text.strip()
+    if text.startswith(("https://", "http://")):
+        return Spec(text, "url")
+    expanded = Path(text).expanduser()
+    looks_local = text.startswith(("/", "./", "../", "~", ".\\")) or re.match(r"^[A-Za-z]:[\\/]", text)
+    if expanded.exists() or looks_local:
+        return Spec(str(expanded), "local")
+    match = _HUB_ID.match(text)
+    if match is None:
+        raise UsageError(f"{text!r} is not an existing file, an https:// URL or a hub id "
+                         "(owner/name[@revision][/path], spaces/owner/name/... for a Space)")
+    return Spec(text, "hub", repo_id=f"{match['owner']}/{match['name']}",
+                repo_type="space" if match["space"] else "model",
+                revision=match["revision"], path=(match["path"] or "").strip("/"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named bundle of the components; ``sha256`` maps a role to its file's known hash."""
+
+    name: str
+    sd: str
+    audio_encoder: str
+    embedder: str
+    lora: str | None = None
+    description: str = ""
+    sha256: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    source: str = "built in"
+
+    def component(self, role: str) -> str | None:
+        return getattr(self, role)
+
+
+PAPER_SPACE = "spaces/GuyYariv/AudioToken"
+BUILTIN_PRESETS = {
+    "vggsound": Preset(
+        name="vggsound",
+        description="AudioToken trained on VGGSound (the paper's published weights), SD 1.4",
+        sd="CompVis/stable-diffusion-v1-4",
+        audio_encoder=f"{PAPER_SPACE}/models/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
+        embedder=f"{PAPER_SPACE}/models/embedder_learned_embeds.bin",
+        sha256={"audio_encoder":
+                "e5815275a04b6885e7b8af63d120b29bffae2cd2225cf4915e1ec6d819d3022c"},
+        sizes={"audio_encoder": 363_145_291},
+    ),
+}
+
+
+def user_presets_file() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("audiotoken")) / "presets.toml"
+
+
+def load_presets() -> dict[str, Preset]:
+    """The built-in presets plus the user's ``presets.toml`` (which may override them)."""
+    presets = dict(BUILTIN_PRESETS)
+    path = user_presets_file()
+    if not path.is_file():
+        return presets
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: not valid TOML ({error})") from error
+    for name, table in data.items():
+        presets[name] = _preset_from_table(path, name, table)
+    return presets
+
+
+def _preset_from_table(path: Path, name: str, table: object) -> Preset:
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [{name}] must be a table of components")
+    missing = [key for key in ("sd", "audio_encoder", "embedder") if not table.get(key)]
+    if missing:
+        raise UsageError(f"{path}: preset [{name}] needs {', '.join(missing)}")
+    hashes = {role: str(table[f"{role}_sha256"]).lower() for role in ROLES
+              if table.get(f"{role}_sha256")}
+    return Preset(name=name, sd=str(table["sd"]), audio_encoder=str(table["audio_encoder"]),
+                  embedder=str(table["embedder"]), lora=table.get("lora"),
+                  description=str(table.get("description", "")), sha256=hashes,
+                  source=str(path))
+
+
+def get_preset(name: str) -> Preset:
+    presets = load_presets()
+    if name not in presets:
+        raise UsageError(f"unknown model preset {name!r}; choose one of {', '.join(presets)} "
+                         f"(add your own in {user_presets_file()})")
+    return presets[name]
+
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    offline: bool = False
+    quiet: bool = False
+    notice: Callable[[str], None] = lambda message: None

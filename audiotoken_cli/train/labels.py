@@ -1,0 +1,150 @@
+"""Label files for the class loss: VGGSound's ytid,start,label,split or file,label, with or
+without a header; and labels from subfolder names."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from audiotoken_cli.errors import InputError
+
+VGGSOUND_CLIP_SECONDS = 10
+"""VGGSound clips are 10 s; the paper's file names carry start and end in milliseconds."""
+
+COLUMN_NAMES = {
+    "ytid": "ytid", "youtube_id": "ytid", "youtubeid": "ytid", "video_id": "ytid",
+    "start": "start", "start_seconds": "start", "start_time": "start",
+    "label": "label", "class": "label",
+    "split": "split", "set": "split",
+    "file": "file", "path": "file", "filename": "file", "file_name": "file",
+}
+"""Header names a labels CSV may use, mapped to the column they stand for."""
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """Read a labels CSV into key → label.
+
+    Two layouts, each with or without a header row:
+    - VGGSound's ``ytid,start,label,split`` (split optional): keys are the ytid and the paper's
+      file stem ``{ytid}_{start*1000}_{(start+10)*1000}`` (also ``{ytid}_{start:06d}``).
+    - ``file,label``: keys are the file as written, a path relative to the data folder or a stem.
+    A ytid listed with two different labels keeps no ytid-only key, since it would be a guess.
+    """
+    path = Path(path)
+    rows = _read_csv_rows(path)
+    if not rows:
+        raise InputError(f"{path}: the labels file has no rows")
+    columns, rows = _columns(path, rows)
+    labels: dict[str, str] = {}
+    ambiguous: set[str] = set()
+    for line, fields in rows:
+        record = _record(path, line, fields, columns)
+        if "ytid" in columns:
+            _add_vggsound(labels, ambiguous, path, line, record)
+        else:
+            _add_key(labels, path, line, _normal_key(record["file"]), record["label"])
+    for ytid in ambiguous:
+        labels.pop(ytid, None)
+    return labels
+
+
+def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, stripped fields) for each non-blank, non-comment row."""
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for fields in reader:
+                rows.append((reader.line_num, fields))
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: no such labels file") from error
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: cannot be read as a CSV file ({error})") from error
+    kept = []
+    for line, fields in rows:
+        fields = [field.strip() for field in fields]
+        if any(fields) and not fields[0].startswith("#"):
+            kept.append((line, fields))
+    return kept
+
+
+def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[dict[str, int], list]:
+    """Which field holds what, from the header row if there is one, else from the field count."""
+    line, first = rows[0]
+    names = [COLUMN_NAMES.get(field.lower().replace(" ", "_")) for field in first]
+    if "label" in names:  # a header row; columns it does not name are ignored
+        columns: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name:
+                columns.setdefault(name, index)
+        if not ({"ytid", "start"} <= columns.keys() or "file" in columns):
+            raise InputError(f"{path}, line {line}: the header needs ytid,start,label[,split] "
+                             f"or file,label; it has {','.join(first)}")
+        return columns, rows[1:]
+    if len(first) in (3, 4) and _is_number(first[1]):
+        return {"ytid": 0, "start": 1, "label": 2}, rows
+    if len(first) == 2:
+        return {"file": 0, "label": 1}, rows
+    raise InputError(f"{path}, line {line}: expected ytid,start,label,split (VGGSound) or "
+                     f"file,label; found {len(first)} fields")
+
+
+def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -> dict[str, str]:
+    """The named fields of one row, checked."""
+    if len(fields) <= max(columns.values()):
+        layout = "ytid,start,label,split" if "ytid" in columns else "file,label"
+        raise InputError(f"{path}, line {line}: expected {layout}; found {len(fields)} fields")
+    record = {name: fields[i] for name, i in columns.items()}
+    key = record.get("ytid", record.get("file"))
+    if not key or not record["label"]:
+        raise InputError(f"{path}, line {line}: empty file name or label")
+    if "start" in record and not _is_number(record["start"]):
+        raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
+                         "seconds")
+    return record
+
+
+def _add_vggsound(labels: dict[str, str], ambiguous: set[str], path: Path, line: int,
+                  record: dict[str, str]) -> None:
+    ytid, label = record["ytid"], record["label"]
+    start = float(record["start"])
+    start_ms = round(start * 1000)
+    end_ms = round((start + VGGSOUND_CLIP_SECONDS) * 1000)
+    _add_key(labels, path, line, f"{ytid}_{start_ms}_{end_ms}", label)
+    if start == int(start):
+        labels.setdefault(f"{ytid}_{int(start):06d}", label)
+    if labels.setdefault(ytid, label) != label:
+        ambiguous.add(ytid)
+
+
+def _add_key(labels: dict[str, str], path: Path, line: int, key: str, label: str) -> None:
+    if labels.setdefault(key, label) != label:
+        raise InputError(f"{path}, line {line}: {key} is labelled both {labels[key]!r} and "
+                         f"{label!r}")
+
+
+def _normal_key(text: str) -> str:
+    key = text.replace("\\", "/")
+    while key.startswith("./"):
+        key = key[2:]
+    return key
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def label_for(relative: Path, labels: dict[str, str] | None) -> str | None:
+    """A file's label: from ``labels`` by relative path, path without suffix, name or stem;
+    without labels, the first folder under the data folder (None for files in the root)."""
+    if labels is None:
+        return relative.parts[0] if len(relative.parts) > 1 else None
+    for key in (relative.as_posix(), relative.with_suffix("").as_posix(), relative.name,
+                relative.stem):
+        if key in labels:
+            return labels[key]
+    return None
