@@ -9,22 +9,32 @@ rather than overwritten (unless asked).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.render.diffusion import (SAMPLER_NAMES, ImageJob, RenderSettings, auto_batch_size,
-                                      check_size, load_pipeline, render, use_scheduler)
-from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions,
-                                  write_atomically)
-from audiotoken_cli.render.prompt import PromptEncoder, check_prompt
+from audiotoken_cli.files import (
+    FileResult,
+    find_collisions,
+    write_atomically,
+)
+from audiotoken_cli.pipeline.metadata import RunMetadata, save_png
+from audiotoken_cli.pipeline.naming import PlannedImage, image_path
 from audiotoken_cli.pipeline.tokens import AudioTokenizer, tokenize_files
+from audiotoken_cli.render.diffusion import (
+    ImageJob,
+    RenderSettings,
+    auto_batch_size,
+    check_size,
+    load_pipeline,
+    render,
+    use_scheduler,
+)
+from audiotoken_cli.render.prompt import PromptEncoder, check_prompt
 
 
 @dataclass
@@ -36,11 +46,6 @@ class GenerateEvents:
     on_image: Callable[[Path], None] = lambda path: None
 
 
-@dataclass(frozen=True)
-class PlannedImage:
-    source: Path
-    seed: int
-    path: Path
 
 
 @dataclass
@@ -51,10 +56,6 @@ class _FileProgress:
     existed: int = 0
 
 
-def image_path(source: Path, seed: int, output_dir: Path | None) -> Path:
-    """The naming rule: ``<stem>_seed<seed>.png`` beside the source, or in ``output_dir``."""
-    folder = output_dir if output_dir is not None else source.parent
-    return folder / f"{source.stem}_seed{seed}.png"
 
 
 def generate_files(sources: Sequence[Path], settings: GenerateSettings,
@@ -109,7 +110,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
             prompt_embeds = encoder.encode([settings.prompt], token[None])[0]  # (77, d)
         jobs += [(image, ImageJob(prompt_embeds, negative, image.seed)) for image in todo[source]]
 
-    metadata = _RunMetadata.collect(settings, tokenizer)
+    metadata = RunMetadata.collect(settings, tokenizer)
     render_settings = RenderSettings(settings.steps, settings.guidance, settings.width,
                                      settings.height, settings.scheduler)
     batch_size = settings.batch_size or auto_batch_size(device, settings.width, settings.height)
@@ -123,7 +124,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
                 state.blocked.append(planned.path)
             else:
                 info = metadata.for_image(planned)
-                write_atomically(planned.path, lambda tmp, im=image, i=info: _save_png(tmp, im, i))
+                write_atomically(planned.path, lambda tmp, im=image, i=info: save_png(tmp, im, i))
                 state.written.append(planned.path)
             events.on_image(planned.path)
             state.pending -= 1
@@ -138,94 +139,3 @@ def _file_result(source: Path, state: _FileProgress) -> FileResult:
     if state.blocked:
         notes.append(f"{len(state.blocked)} blocked by the safety checker, not saved")
     return FileResult(source, "written", tuple(state.written), "; ".join(notes))
-
-
-# ---------------------------------------------------------------------------------------------
-# PNG metadata
-
-
-@dataclass
-class _RunMetadata:
-    """What every image of a run shares; ``for_image`` adds the per-image part."""
-
-    settings: GenerateSettings
-    models: dict
-    audio_hashes: dict[Path, str] = field(default_factory=dict)
-
-    @classmethod
-    def collect(cls, settings: GenerateSettings, tokenizer: AudioTokenizer) -> _RunMetadata:
-        models = {
-            "sd": str(settings.sd),
-            "sd_unet_sha256": _unet_hash(Path(settings.sd)),
-            "audio_encoder": str(settings.audio_encoder),
-            "audio_encoder_sha256": cached_sha256(Path(settings.audio_encoder)),
-            "embedder": str(settings.embedder),
-            "embedder_sha256": cached_sha256(tokenizer.embedder.weights_file),
-            "lora": str(settings.lora) if settings.lora else None,
-            "lora_sha256": cached_sha256(settings.lora) if settings.lora else None,
-        }
-        return cls(settings, models)
-
-    def for_image(self, image: PlannedImage) -> dict:
-        s = self.settings
-        return {
-            "tool": "audiotoken-cli",
-            "version": __version__,
-            "prompt": s.prompt,
-            "negative_prompt": s.negative_prompt,
-            "seed": image.seed,
-            "steps": s.steps,
-            "guidance": s.guidance,
-            "scheduler": s.scheduler,
-            "width": s.width,
-            "height": s.height,
-            "dtype": s.runtime.dtype,
-            "window": asdict(s.window),
-            "audio_file": image.source.name,
-            "audio_sha256": self._audio_hash(image.source),
-            **self.models,
-        }
-
-    def _audio_hash(self, source: Path) -> str:
-        """Once per sound, not once per image of it."""
-        if source not in self.audio_hashes:
-            self.audio_hashes[source] = file_sha256(source)
-        return self.audio_hashes[source]
-
-
-def _unet_hash(sd: Path) -> str | None:
-    """The UNet's weight file stands for the model, as a checkpoint hash does in A1111."""
-    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-                 "diffusion_pytorch_model.bin"):
-        if (sd / "unet" / name).is_file():
-            return cached_sha256(sd / "unet" / name)
-    return None
-
-
-def a1111_parameters(info: dict) -> str:
-    """The ``parameters`` text chunk as A1111 writes it, so image browsers show the settings."""
-    lines = [info["prompt"]]
-    if info["negative_prompt"]:
-        lines.append(f"Negative prompt: {info['negative_prompt']}")
-    fields = {
-        "Steps": info["steps"],
-        "Sampler": SAMPLER_NAMES[info["scheduler"]],
-        "CFG scale": info["guidance"],
-        "Seed": info["seed"],
-        "Size": f"{info['width']}x{info['height']}",
-        "Model hash": (info["sd_unet_sha256"] or "")[:10],
-        "Model": Path(info["sd"]).name or info["sd"],
-        "Audio": info["audio_file"],
-        "Version": f"audiotoken-cli {info['version']}",
-    }
-    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
-    return "\n".join(lines)
-
-
-def _save_png(path: Path, image, info: dict) -> None:
-    from PIL.PngImagePlugin import PngInfo
-
-    chunks = PngInfo()
-    chunks.add_text("parameters", a1111_parameters(info))
-    chunks.add_text("audiotoken", json.dumps(info, sort_keys=True))
-    image.save(path, format="PNG", pnginfo=chunks)

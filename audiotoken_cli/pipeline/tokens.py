@@ -13,15 +13,21 @@ import torch
 
 from audiotoken_cli import __version__
 from audiotoken_cli.audio.decode import load_window
-from audiotoken_cli.models.beats import BEATs
+from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.models.embedder import LoadedEmbedder
 from audiotoken_cli.errors import AudioTokenError, ModelError
-from audiotoken_cli.audio.fbank import beats_fbank
+from audiotoken_cli.files import (
+    FileResult,
+    cached_sha256,
+    file_sha256,
+    find_collisions,
+    output_path,
+    write_atomically,
+)
+from audiotoken_cli.models.beats import BEATs
+from audiotoken_cli.models.embedder import LoadedEmbedder
 from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
-from audiotoken_cli.files import (FileResult, cached_sha256, file_sha256, find_collisions, output_path,
-                                  write_atomically)
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
