@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio.decode import load_window
+from audiotoken_cli.audio.worker import decode_windows
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
@@ -126,12 +126,12 @@ def _decoded_batches(sources: Sequence[Path], window: Window, batch_size: int):
     """Lists of (source, waveform or failed result), each with at most ``batch_size`` waveforms."""
     batch: list[tuple[Path, torch.Tensor | FileResult]] = []
     decoded = 0
-    for source in sources:
-        try:
-            batch.append((source, load_window(source, window)))
+    for source, waveform in decode_windows(sources, window):
+        if isinstance(waveform, AudioTokenError):
+            batch.append((source, FileResult(source, "failed", message=str(waveform))))
+        else:
+            batch.append((source, waveform))
             decoded += 1
-        except AudioTokenError as error:
-            batch.append((source, FileResult(source, "failed", message=str(error))))
         if decoded == batch_size:
             yield batch
             batch, decoded = [], 0
