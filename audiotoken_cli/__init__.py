@@ -1,6 +1,42 @@
 """audiotoken: turn sounds into pictures with AudioToken (Yariv et al., Interspeech 2023).
 
-Kept import-free on purpose: ``audiotoken --help`` must not pay for torch.
+    import audiotoken_cli as audiotoken
+
+    model = audiotoken.load()                         # presets, cache and checks as the CLI
+    token = model.embed("dog.wav")                    # (d,) float32
+    images = model.generate("dog.wav", n=4, seed=7)   # PIL images with their settings
+
+The names in ``__all__`` are the public API; everything else is private and may change. Heavy
+libraries load on first use, so ``import audiotoken_cli`` and ``audiotoken --help`` stay instant.
 """
 
+from audiotoken_cli.errors import AudioTokenError, InputError, ModelError, UsageError
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AudioToken",
+    "AudioTokenError",
+    "InputError",
+    "ModelError",
+    "UsageError",
+    "__version__",
+    "load",
+    "save_image",
+    "train",
+]
+
+_FROM_API = {"AudioToken", "load", "save_image", "train"}
+
+
+def __getattr__(name: str):
+    # PEP 562: the API module (and torch with it) is imported on first use, not at import time.
+    if name in _FROM_API:
+        from audiotoken_cli import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'audiotoken_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FROM_API)
