@@ -244,7 +244,11 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     data = TrainingData(samples, data_settings, settings.seed)
 
     _check_run_folder(run, settings)
-    events.on_note(f"{len(samples)} clips ({len(warnings)} skipped); loading the models")
+    events.on_note(f"{len(samples)} clips ({len(warnings)} skipped); {describe_labels(samples)}")
+    if not held_out and settings.sample_every:
+        events.on_note(f"too few clips for a held-out split ({len(samples)}, fewer than "
+                       f"{5 * settings.sample_clips}): samples/ shows training clips")
+    events.on_note("loading the models")
     frozen = load_frozen(settings, device, compute_dtype)
     feature_dim = frozen.beats.cfg.output_dim
     embedder, origin = new_embedder(settings, feature_dim, frozen.encoder.width, device)
@@ -398,9 +402,27 @@ def _hold_out(samples: list, count: int) -> tuple[list, list]:
 def _run_record(settings: TrainSettings, samples, held_out, warnings, origin, world: Dist) -> dict:
     """Every setting, the library versions and what the data scan found."""
     return {"settings": _settings_dict(settings), "versions": _versions(),
-            "clips": len(samples), "held_out": [str(s.audio) for s in held_out],
+            "clips": len(samples), "labels": label_counts(samples),
+            "held_out": [str(s.audio) for s in held_out],
             "skipped": warnings, "embedder": origin, "world_size": world.world,
             "lr_scaled": scaled_lr(settings, world.world)}
+
+
+def label_counts(samples) -> dict[str, int]:
+    """Clips per label (from subfolders or --labels), most common first; unlabelled as ""."""
+    from collections import Counter
+
+    return dict(Counter(s.label or "" for s in samples).most_common())
+
+
+def describe_labels(samples) -> str:
+    counts = label_counts(samples)
+    named = {label: n for label, n in counts.items() if label}
+    if not named:
+        return "no labels (no subfolders or --labels): no class loss"
+    text = ", ".join(f"{label} {n}" for label, n in named.items())
+    unlabelled = counts.get("", 0)
+    return f"labels: {text}" + (f"; {unlabelled} clips unlabelled" if unlabelled else "")
 
 
 def _append_metrics(run: Path, metrics: dict) -> None:
