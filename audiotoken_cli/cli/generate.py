@@ -124,7 +124,10 @@ def generate(
     if from_image is not None:
         inputs = _apply_image_settings(ctx, from_image, values, inputs)
     if example is not None:
-        inputs.append(str(example_path(example)))
+        try:
+            inputs.append(str(example_path(example)))
+        except AudioTokenError as error:
+            raise typer.BadParameter(str(error), param_hint="--example") from None
         output_dir = output_dir if output_dir is not None else Path.cwd()
     if not inputs:
         raise typer.BadParameter("give sounds to draw, --example NAME or --from IMAGE",
@@ -170,8 +173,6 @@ def _apply_image_settings(ctx: typer.Context, image: Path, values: dict,
                           inputs: list[str]) -> list[str]:
     """Fill ``values`` from the image's chunk, except options given on this command line;
     returns the inputs (the image's own sound when none were given)."""
-    from click.core import ParameterSource
-
     from audiotoken_cli.pipeline.metadata import settings_from_image
 
     try:
@@ -179,7 +180,8 @@ def _apply_image_settings(ctx: typer.Context, image: Path, values: dict,
     except AudioTokenError as error:
         raise typer.BadParameter(str(error), param_hint="--from") from None
     for name, value in recorded.items():
-        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None):
+        source = ctx.get_parameter_source(name)  # compared by name: Typer may bundle click
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
             values[name] = value
     if not inputs and sound is None:
         raise typer.BadParameter(f"{image}: the sound it was made from is not where it was; "
