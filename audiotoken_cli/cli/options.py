@@ -38,7 +38,8 @@ AudioEncoderOption = Annotated[
 EmbedderOption = Annotated[
     Optional[str],
     typer.Option("--embedder", metavar="SPEC", help="The paper's embedder_learned_embeds.bin, or an "
-                 "audiotoken embedder folder (e.g. a training run): a path, URL or hub id. "
+                 "audiotoken embedder (a training run folder or its .safetensors): a path, URL or "
+                 "hub id. "
                  "Default: the preset's.", show_default=False),
 ]
 ModelOption = Annotated[
