@@ -13,13 +13,13 @@ import click
 import numpy as np
 import pytest
 import typer
+from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
 from PIL import Image
 from typer.testing import CliRunner
 
 from audiotoken_cli.cli import app
 from audiotoken_cli.examples import EXAMPLES, example_path
 from audiotoken_cli.files import InputFile, InputProblem, expand_arguments
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"
@@ -128,7 +128,8 @@ def test_the_random_seed_line_only_when_images_are_made(models, tmp_path):
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "AUDIOTOKEN_PROGRESS_SECONDS": "0", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "audiotoken_cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "audiotoken_cli", *args], check=False,
+                          capture_output=True,
                           text=True, env=environment, timeout=600)
 
 
@@ -137,6 +138,8 @@ def test_generate_in_a_pipe_prints_progress_lines(models, tmp_path):
     done = cli("generate", str(sound), "-n", "3", "--seed", "0", "--batch-size", "1",
                *model_args(models))
     assert done.returncode == 0, done.stderr
+    assert "tiny_beats.pt: kept a safetensors copy in " in done.stderr  # said once, with size
+    assert " MB), which later runs load instead" in done.stderr
     lines = done.stderr.splitlines()
     for phase in ("generate: loading models", "generate: decoding", "generate: rendering"):
         assert phase in lines
@@ -293,3 +296,16 @@ def test_a_warmup_longer_than_the_run_is_a_warning(models, videos, tmp_path):
                                  "--windows-per-clip", "1"])
     assert result.exit_code == 0, result.output
     assert "--warmup-steps 500 is longer than --max-steps 1" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The first run
+
+
+def test_download_list_gives_every_size_of_the_default_preset():
+    result = runner.invoke(app, ["download", "--list"])
+    assert result.exit_code == 0, result.output
+    block = result.stdout.split("vggsound", 1)[1]
+    assert "?" not in block and "unknown" not in block
+    assert "363.1 MB" in block and "~5.5 GB" in block and "~35.4 MB" in block
+    assert "download fetches about 5.9 GB" in block

@@ -12,7 +12,6 @@ import typer
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.options import (
     AudioEncoderOption,
-    OptionalAudioInputs,
     Device,
     DeviceOption,
     Dtype,
@@ -21,6 +20,7 @@ from audiotoken_cli.cli.options import (
     EmbedderOption,
     ModelOption,
     OfflineOption,
+    OptionalAudioInputs,
     OutputDir,
     OverwriteOption,
     QuietOption,

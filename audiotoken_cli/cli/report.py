@@ -241,7 +241,7 @@ def _short(path: Path) -> str:
 
 def human_size(size: int | None) -> str:
     if size is None:
-        return "?"
+        return "unknown"
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -261,7 +261,8 @@ def print_presets(rows) -> None:
         for c in components:
             state = "[green]cached[/]" if c.cached else "[yellow]not cached[/]"
             # Not cached: the preset's figure, an estimate except for files with a known hash.
-            size = human_size(c.size) if c.cached or c.size is None else f"~{human_size(c.size)}"
+            exact = c.cached or c.size is None or c.role in preset.sha256
+            size = human_size(c.size) if exact else f"~{human_size(c.size)}"
             _stdout.print(f"  {c.role:<14} {size:>9}  {state:<28} {escape(c.spec)}",
                           soft_wrap=True, highlight=False)
         missing = [c.size for c in components if not c.cached]

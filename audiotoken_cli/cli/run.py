@@ -23,7 +23,6 @@ def components(model: str, given: dict, roles: tuple[str, ...], offline: bool, q
     missing (with a one-line notice)."""
     from audiotoken_cli.cli.report import print_notice
     from audiotoken_cli.hub import FetchOptions, resolve_components
-
     from audiotoken_cli.models import safecache
 
     notice = (lambda message: None) if quiet else print_notice

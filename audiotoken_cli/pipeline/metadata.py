@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.files import cached_sha256, file_sha256
-from audiotoken_cli.pipeline.naming import PIXEL_SETTINGS, PlannedImage, model_id, pixel_settings
+from audiotoken_cli.pipeline.naming import (
+    PIXEL_SETTINGS,
+    PlannedImage,
+    model_id,
+    pixel_settings,
+)
 from audiotoken_cli.render.diffusion import SAMPLER_NAMES
 
 if TYPE_CHECKING:

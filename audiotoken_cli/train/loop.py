@@ -51,6 +51,7 @@ from audiotoken_cli.train.examples import (
     pick_examples,
     step_rng,
 )
+from audiotoken_cli.train.labels import describe_labels, label_counts
 from audiotoken_cli.train.pictures import loss_curve, sample_grid
 
 CHECKPOINTS = "checkpoints"
@@ -406,23 +407,6 @@ def _run_record(settings: TrainSettings, samples, held_out, warnings, origin, wo
             "held_out": [str(s.audio) for s in held_out],
             "skipped": warnings, "embedder": origin, "world_size": world.world,
             "lr_scaled": scaled_lr(settings, world.world)}
-
-
-def label_counts(samples) -> dict[str, int]:
-    """Clips per label (from subfolders or --labels), most common first; unlabelled as ""."""
-    from collections import Counter
-
-    return dict(Counter(s.label or "" for s in samples).most_common())
-
-
-def describe_labels(samples) -> str:
-    counts = label_counts(samples)
-    named = {label: n for label, n in counts.items() if label}
-    if not named:
-        return "no labels (no subfolders or --labels): no class loss"
-    text = ", ".join(f"{label} {n}" for label, n in named.items())
-    unlabelled = counts.get("", 0)
-    return f"labels: {text}" + (f"; {unlabelled} clips unlabelled" if unlabelled else "")
 
 
 def _append_metrics(run: Path, metrics: dict) -> None:
