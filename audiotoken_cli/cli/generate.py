@@ -160,8 +160,8 @@ def generate(
             paths = components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
                                offline, quiet)
             settings = GenerateSettings(**paths, **options)
-            events = GenerateEvents(progress.on_total, progress.on_step, progress.on_image,
-                                    progress.on_phase)
+            events = GenerateEvents(on_total=progress.on_total, on_step=progress.on_step,
+                                    on_image=progress.on_image, on_phase=progress.on_phase)
             return generate_files(sources, settings, events, roots)
 
         return run_batch(inputs, process, "Sounds", Nouns("image", "sound", "generate"), output_dir, footer)
