@@ -237,6 +237,7 @@ def test_generate_an_example_into_the_current_folder(models, tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["bell_seed0.png", "bell_seed1.png"]
     assert "2 images of 1 sound written" in result.output
+    assert "outputs in the current folder" in result.output
     assert not list(example_path("bell").parent.glob("*.png"))  # nothing inside the package
 
 

@@ -156,7 +156,8 @@ def count_line(results: Sequence[FileResult], nouns=None, elapsed: float | None 
     if outputs:
         folders = {p.parent for p in outputs}
         if len(folders) == 1:
-            line += f"; outputs in {_short(folders.pop())}"
+            folder = _short(folders.pop())
+            line += f"; outputs in {'the current folder' if folder == '.' else folder}"
         elif output_dir is not None:
             line += f"; outputs under {_short(output_dir)}"
         else:
