@@ -147,7 +147,7 @@ def test_a_file_that_is_not_ours_is_kept_and_the_image_goes_beside_it(models, cl
     assert len(tagged) == 1 and len(tagged[0].stem.split("_")[-1]) == 8
     assert (clips[0].parent / "a_seed2.png").exists()
     again = generate(models, clips[0], "-n", "2", "--seed", "1")
-    assert "1 sound skipped" in again.output and "images exist" in again.output
+    assert "1 sound skipped" in again.output and "made with these settings" in again.output
     generate(models, clips[0], "-n", "2", "--seed", "1", "--overwrite")
     assert Image.open(target).size == (64, 64)
 

@@ -81,7 +81,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
         missing = [image for image in plan[source] if not image.exists]
         if not missing:
             yield FileResult(source, "skipped", tuple(i.path for i in plan[source]),
-                             "images exist; --overwrite replaces them")
+                             "made with these settings already; --overwrite makes them again")
             continue
         todo[source] = missing
         progress[source] = _FileProgress(len(missing), existed=len(plan[source]) - len(missing))
