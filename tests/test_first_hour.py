@@ -212,6 +212,8 @@ def test_from_an_image_without_settings_is_a_clear_error(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     result = runner.invoke(app, ["generate", "--from", str(tmp_path / "plain.png")])
     assert result.exit_code == 2 and "no audiotoken settings" in result.output
+    missing = runner.invoke(app, ["generate", "--from", str(tmp_path / "gone.png")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def generate(
     from_image: Annotated[Optional[Path], typer.Option(
         "--from", metavar="IMAGE", help="Take every setting from this PNG's audiotoken chunk "
         "(options given here still win); without AUDIO, its own sound.", show_default=False,
-        dir_okay=False)] = None,
+        exists=True, dir_okay=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, metavar="N",
                                             help="Images per sound.")] = 1,
     seed: Annotated[Optional[int], typer.Option(
