@@ -114,6 +114,15 @@ class GenerateSettings:
     runtime: RuntimeSettings = RuntimeSettings()
 
 
+PAPER_WARMUP_STEPS = 500
+
+
+def auto_warmup(max_steps: int) -> int:
+    """The default warm-up: 10% of the run, at most the paper's 500 steps, so a short run
+    still trains at its set lr (500 warm-up steps in a 4-step run would keep it near 0)."""
+    return min(PAPER_WARMUP_STEPS, max_steps // 10)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything ``audiotoken train`` needs. Defaults follow the paper's recipe (design §1):

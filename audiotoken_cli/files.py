@@ -35,22 +35,65 @@ class FileResult:
         return self.status == "failed"
 
 
-def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[InputError]]:
-    """Turn files, folders and glob patterns into a de-duplicated, ordered list of files.
+@dataclass(frozen=True)
+class InputFile:
+    """A media file found from the user's arguments, with the folder its output path is measured
+    from: the folder given, the fixed part of a glob pattern, or the file's own folder."""
 
-    Folders are searched recursively for audio and video files. Patterns are expanded here too,
-    for shells (and Windows) that pass them through unexpanded. Problems come back as errors, one
-    per argument, so the rest of the batch still runs.
-    """
-    found: list[Path] = []
-    errors: list[InputError] = []
+    path: Path
+    root: Path
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """An argument that yields no file: a missing file, an empty folder, a glob matching nothing."""
+
+    argument: str
+    error: InputError
+
+
+def expand_arguments(arguments: Iterable[str]) -> list[InputFile | InputProblem]:
+    """Files, folders and glob patterns to media files, in the order given, de-duplicated (a file
+    keeps the root of the first argument that found it). An argument that yields nothing (a
+    missing file, an empty folder, a pattern matching nothing) comes back as an error in its
+    place, so the rest of the batch still runs and the summary can list it."""
+    entries: list[InputFile | InputProblem] = []
+    seen: set[Path] = set()
     for argument in arguments:
         try:
-            found.extend(_expand_one(argument))
+            found = _expand_one(argument)
         except InputError as error:
-            errors.append(error)
-    unique = list(dict.fromkeys(found))
-    return unique, errors
+            entries.append(InputProblem(argument, error))
+            continue
+        root = _argument_root(argument)
+        for path in found:
+            if path not in seen:
+                seen.add(path)
+                entries.append(InputFile(path, path.parent if root is None else root))
+    return entries
+
+
+def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[InputError]]:
+    """``expand_arguments`` as (files, errors)."""
+    entries = expand_arguments(arguments)
+    return ([e.path for e in entries if isinstance(e, InputFile)],
+            [e.error for e in entries if isinstance(e, InputProblem)])
+
+
+def _argument_root(argument: str) -> Path | None:
+    """The folder outputs mirror from: a folder itself, a pattern's leading fixed part
+    (``data`` for ``data/**/*.mp4``); None for a single file (its own folder)."""
+    path = Path(argument).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or not GLOB_CHARACTERS & set(argument):
+        return None
+    fixed = []
+    for part in path.parts:
+        if GLOB_CHARACTERS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def _expand_one(argument: str) -> list[Path]:
@@ -82,10 +125,26 @@ def _media_in_folder(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def output_path(source: Path, suffix: str, output_dir: Path | None) -> Path:
-    """``<stem><suffix>`` beside the source, or inside ``output_dir``."""
-    folder = output_dir if output_dir is not None else source.parent
-    return folder / f"{source.stem}{suffix}"
+def mirrored_folder(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
+    """The folder for a source's outputs: beside it, or under ``output_dir`` at the source's
+    place relative to ``root`` (``data/rain/clip2.mp4`` from ``data/`` → ``OUT/rain/``), so equal
+    names in different subfolders never collide. Every command that writes per-input files
+    (generate, embed, video) names its folders with this."""
+    if output_dir is None:
+        return source.parent
+    if root is None:
+        return output_dir
+    try:
+        relative = source.parent.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return output_dir
+    return output_dir / relative
+
+
+def output_path(source: Path, suffix: str, output_dir: Path | None,
+                root: Path | None = None) -> Path:
+    """``<stem><suffix>`` beside the source, or mirrored under ``output_dir``."""
+    return mirrored_folder(source, output_dir, root) / f"{source.stem}{suffix}"
 
 
 def find_collisions(plan: dict[Path, list[Path]]) -> dict[Path, InputError]:

@@ -87,7 +87,7 @@ def test_embed_writes_a_token_file_beside_each_input(models, clips):
         assert meta["tool"] == f"audiotoken-cli {__version__}"
         assert meta["device"] == "cpu" and meta["dtype"] == "float32"
         assert len(meta["audio_sha256"]) == 64 and len(meta["audio_encoder_sha256"]) == 64
-    assert "2 written" in result.output
+    assert "2 token files of 2 sounds written" in result.output
 
 
 def test_batch_size_does_not_change_tokens(models, clips, tmp_path):

@@ -76,7 +76,7 @@ def test_images_land_beside_each_sound_with_their_settings(models, clips):
             assert info["embedder_sha256"] == hashlib.sha256(
                 models["embedder"].read_bytes()).hexdigest()
             assert len(info["sd_unet_sha256"]) == 64 and info["version"]
-    assert "2 written" in result.output
+    assert "4 images of 2 sounds written" in result.output
 
 
 def test_pixels_equal_the_papers_token_row_method(models, clips):
@@ -137,18 +137,47 @@ def test_an_image_does_not_depend_on_its_batch(models, clips, tmp_path):
                               pixels(tmp_path / "batch" / "b_seed5.png"))
 
 
-def test_existing_images_are_skipped_unless_overwrite(models, clips):
+def test_a_file_that_is_not_ours_is_kept_and_the_image_goes_beside_it(models, clips):
     target = clips[0].parent / "a_seed1.png"
     target.write_bytes(b"mine")
     result = generate(models, clips[0], "-n", "2", "--seed", "1")
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     assert target.read_bytes() == b"mine"
+    tagged = list(clips[0].parent.glob("a_seed1_*.png"))
+    assert len(tagged) == 1 and len(tagged[0].stem.split("_")[-1]) == 8
     assert (clips[0].parent / "a_seed2.png").exists()
-    assert "1 existed" in result.output
     again = generate(models, clips[0], "-n", "2", "--seed", "1")
-    assert "skipped" in again.output
+    assert "1 sound skipped" in again.output and "made with these settings" in again.output
     generate(models, clips[0], "-n", "2", "--seed", "1", "--overwrite")
     assert Image.open(target).size == (64, 64)
+
+
+def test_a_changed_setting_writes_new_images_and_keeps_the_old(models, clips):
+    folder = clips[0].parent
+    first = generate(models, clips[0], "-n", "2", "--seed", "7")
+    assert first.exit_code == 0, first.output
+    old = {p.name: p.read_bytes() for p in folder.glob("a_seed*.png")}
+    assert sorted(old) == ["a_seed7.png", "a_seed8.png"]
+    changed = generate(models, clips[0], "-n", "2", "--seed", "7", "--prompt",
+                       "an oil painting of <*>")
+    assert changed.exit_code == 0, changed.output
+    assert "2 images of 1 sound written" in changed.output
+    new = sorted(set(p.name for p in folder.glob("a_seed*.png")) - set(old))
+    assert len(new) == 2 and all(name.startswith(("a_seed7_", "a_seed8_")) for name in new)
+    assert {p: (folder / p).read_bytes() for p in old} == old  # the first images are untouched
+    tags = {name.rsplit("_", 1)[1] for name in new}
+    assert len(tags) == 1  # one settings tag for the whole run
+    assert json.loads(Image.open(folder / new[0]).text["audiotoken"])["prompt"] == (
+        "an oil painting of <*>")
+    # The same new settings again find their images; the old settings find theirs.
+    for argv in (("--prompt", "an oil painting of <*>"), ()):
+        again = generate(models, clips[0], "-n", "2", "--seed", "7", *argv)
+        assert again.exit_code == 0 and "1 sound skipped" in again.output, again.output
+    assert len(list(folder.glob("a_seed*.png"))) == 4
+    # Another scheduler is another setting, too.
+    other = generate(models, clips[0], "-n", "1", "--seed", "7", "--scheduler", "ddim")
+    assert "1 image of 1 sound written" in other.output
+    assert len(list(folder.glob("a_seed7*.png"))) == 3
 
 
 def test_a_random_seed_is_printed_and_used(models, clips):
@@ -204,7 +233,7 @@ def test_every_scheduler_renders(models, clips, scheduler):
 def test_sizes_must_fit_the_vae(models, clips):
     # The tiny VAE downsamples by 2 (SD's by 8): an odd width cannot be encoded.
     result = generate(models, clips[0], "-W", "61")
-    assert result.exit_code == 1 and "--width 61 is not a multiple of 2" in result.output
+    assert result.exit_code == 2 and "--width 61 is not a multiple of 2" in result.output
 
 
 def test_negative_prompt_changes_the_image_and_is_recorded(models, clips, tmp_path):

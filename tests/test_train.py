@@ -114,11 +114,11 @@ def test_a_finished_run_is_not_overwritten_by_accident(videos, sd, tmp_path):
     run = tmp_path / "run"
     assert train_cli(*train_args(videos, run, sd, "--max-steps", "2")).exit_code == 0
     again = train_cli(*train_args(videos, run, sd, "--max-steps", "2"))
-    assert again.exit_code == 1 and "--resume" in again.output
+    assert again.exit_code == 2 and "--resume" in again.output
     behind = train_cli(*train_args(videos, run, sd, "--max-steps", "1", "--resume"))
-    assert behind.exit_code == 1 and "already trained to step 2" in behind.output
+    assert behind.exit_code == 2 and "already trained to step 2" in behind.output
     fresh = train_cli(*train_args(videos, tmp_path / "none", sd, "--max-steps", "1", "--resume"))
-    assert fresh.exit_code == 1 and "found no checkpoint" in fresh.output
+    assert fresh.exit_code == 2 and "found no checkpoint" in fresh.output
 
 
 def test_cache_on_and_off_give_the_same_first_step(videos, sd, tmp_path):

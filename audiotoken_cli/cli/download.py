@@ -13,11 +13,12 @@ from audiotoken_cli.cli.options import (
     ModelOption,
     QuietOption,
     SdOption,
+    ToolCommand,
 )
 from audiotoken_cli.cli.run import components, guarded
 
 
-@app.command(epilog="\b\nExamples:\n  audiotoken download                 # the default preset, vggsound\n"
+@app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken download                 # the default preset, vggsound\n"
              "  audiotoken download --list\n"
              "  audiotoken download --model birds --quiet")
 def download(

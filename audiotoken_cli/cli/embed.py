@@ -22,11 +22,12 @@ from audiotoken_cli.cli.options import (
     OverwriteOption,
     QuietOption,
     StartOption,
+    ToolCommand,
 )
-from audiotoken_cli.cli.run import components, guarded, run_batch
+from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
 
 
-@app.command(epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
+@app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
              "  audiotoken embed clips/ --embedder run/ --audio-encoder ~/models/BEATs.pt")
 def embed(
     ctx: typer.Context,
@@ -60,10 +61,12 @@ def embed(
     def body() -> int:
         from audiotoken_cli.pipeline.tokens import embed_files
 
-        def process(sources, _progress):
+        def process(sources, progress, roots):
+            progress.on_phase("finding the models")
             paths = components(model, given, ("audio_encoder", "embedder"), offline, quiet)
-            return embed_files(sources, EmbedSettings(**paths, **options))
+            progress.on_phase("loading models and encoding")
+            return embed_files(sources, EmbedSettings(**paths, **options), roots)
 
-        return run_batch(audio, process, "Embedding")
+        return run_batch(audio, process, "Embedding", Nouns("token file", "sound", "embed"), output_dir)
 
     raise typer.Exit(guarded(ctx, body))

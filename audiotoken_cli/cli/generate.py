@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,7 +12,6 @@ import typer
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.options import (
     AudioEncoderOption,
-    AudioInputs,
     Device,
     DeviceOption,
     Dtype,
@@ -20,13 +20,17 @@ from audiotoken_cli.cli.options import (
     EmbedderOption,
     ModelOption,
     OfflineOption,
+    OptionalAudioInputs,
     OutputDir,
     OverwriteOption,
     QuietOption,
     SdOption,
     StartOption,
+    ToolCommand,
 )
-from audiotoken_cli.cli.run import components, guarded, run_batch
+from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
+from audiotoken_cli.errors import AudioTokenError
+from audiotoken_cli.examples import EXAMPLES, example_path
 
 
 class Scheduler(str, Enum):
@@ -40,12 +44,23 @@ class Scheduler(str, Enum):
 
 
 
-@app.command(epilog="\b\nExamples:\n  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7\n"
+@app.command(cls=ToolCommand,
+             epilog="\b\nExamples:\n  audiotoken generate --example bell -n 4\n"
+             "  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7\n"
              "  audiotoken generate clips/ --scheduler pndm --steps 50 -o renders/\n"
-             "  audiotoken generate bird.wav --embedder run/ --prompt 'a painting of <*>'")
+             "  audiotoken generate bird.wav --embedder run/ --prompt 'a painting of <*>'\n"
+             "  audiotoken generate --from dog_seed7.png -o again/")
 def generate(
     ctx: typer.Context,
-    audio: AudioInputs,
+    audio: OptionalAudioInputs = None,
+    example: Annotated[Optional[str], typer.Option(
+        "--example", metavar="NAME", help=f"Also draw a sound shipped with audiotoken "
+        f"({', '.join(EXAMPLES)}); its images go to the current folder unless -o says "
+        "otherwise.", show_default=False)] = None,
+    from_image: Annotated[Optional[Path], typer.Option(
+        "--from", metavar="IMAGE", help="Take every setting from this PNG's audiotoken chunk "
+        "(options given here still win); without AUDIO, its own sound.", show_default=False,
+        exists=True, dir_okay=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, metavar="N",
                                             help="Images per sound.")] = 1,
     seed: Annotated[Optional[int], typer.Option(
@@ -93,37 +108,82 @@ def generate(
 ) -> None:
     """Draw what each sound looks like: PNGs written beside each sound.
 
-    Image i of dog.wav is dog_seed<seed+i>.png. Each PNG carries its settings
-    (an A1111 'parameters' chunk and a JSON 'audiotoken' chunk).
+    Image i of dog.wav is dog_seed<seed+i>.png; when that file holds an image made with other
+    settings, the new one goes beside it as dog_seed<seed+i>_<settings tag>.png, and an image
+    already made with the same settings is skipped. Each PNG carries its settings (an A1111
+    'parameters' chunk and a JSON 'audiotoken' chunk), which --from reads back.
     """
     from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
 
-    if prompt.count("<*>") != 1:
-        raise typer.BadParameter(f"{prompt!r} must contain the placeholder <*> exactly once, "
-                                 "e.g. 'a photo of <*>'", param_hint="--prompt")
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-        typer.echo(f"seed {seed} (pass --seed {seed} to make the same images again)", err=True)
+    values = dict(num_images=num_images, seed=seed, steps=steps, guidance=guidance,
+                  prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
+                  scheduler=scheduler.value, start=start, duration=duration, sd=sd,
+                  audio_encoder=audio_encoder, embedder=embedder, lora=lora,
+                  dtype=dtype.value)
+    inputs = list(audio or [])
+    if from_image is not None:
+        inputs = _apply_image_settings(ctx, from_image, values, inputs)
+    if example is not None:
+        try:
+            inputs.append(str(example_path(example)))
+        except AudioTokenError as error:
+            raise typer.BadParameter(str(error), param_hint="--example") from None
+        output_dir = output_dir if output_dir is not None else Path.cwd()
+    if not inputs:
+        raise typer.BadParameter("give sounds to draw, --example NAME or --from IMAGE",
+                                 param_hint="AUDIO")
+    if values["prompt"].count("<*>") != 1:
+        raise typer.BadParameter(f"{values['prompt']!r} must contain the placeholder <*> exactly "
+                                 "once, e.g. 'a photo of <*>'", param_hint="--prompt")
+    random_seed = values["seed"] is None
+    if random_seed:
+        values["seed"] = secrets.randbelow(2**31)
     options = dict(
-        seed=seed, num_images=num_images, steps=steps, guidance=guidance, prompt=prompt,
-        negative_prompt=negative_prompt, width=width, height=height,
-        scheduler=scheduler.value, window=Window(start=start, duration=duration),
+        seed=values["seed"], num_images=values["num_images"], steps=values["steps"],
+        guidance=values["guidance"], prompt=values["prompt"],
+        negative_prompt=values["negative_prompt"], width=values["width"],
+        height=values["height"], scheduler=values["scheduler"],
+        window=Window(start=values["start"], duration=values["duration"]),
         batch_size=batch_size, output_dir=output_dir, overwrite=overwrite,
         safety_checker=safety_checker, low_vram=low_vram,
-        runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
+        runtime=RuntimeSettings(device=device.value, dtype=values["dtype"]),
     )
-    given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+    given = {role: values[role] for role in ("sd", "audio_encoder", "embedder", "lora")}
+    footer = (f"seed {values['seed']} (pass --seed {values['seed']} to make the same images "
+              "again)") if random_seed else None
 
     def body() -> int:
         from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files
 
-        def process(sources, progress):
+        def process(sources, progress, roots):
+            progress.on_phase("finding the models")
             paths = components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
-                                offline, quiet)
+                               offline, quiet)
             settings = GenerateSettings(**paths, **options)
-            events = GenerateEvents(progress.on_total, progress.on_step, progress.on_image)
-            return generate_files(sources, settings, events)
+            events = GenerateEvents(on_total=progress.on_total, on_step=progress.on_step,
+                                    on_image=progress.on_image, on_phase=progress.on_phase)
+            return generate_files(sources, settings, events, roots)
 
-        return run_batch(audio, process, "Sounds")
+        return run_batch(inputs, process, "Sounds", Nouns("image", "sound", "generate"), output_dir, footer)
 
     raise typer.Exit(guarded(ctx, body))
+
+
+def _apply_image_settings(ctx: typer.Context, image: Path, values: dict,
+                          inputs: list[str]) -> list[str]:
+    """Fill ``values`` from the image's chunk, except options given on this command line;
+    returns the inputs (the image's own sound when none were given)."""
+    from audiotoken_cli.pipeline.metadata import settings_from_image
+
+    try:
+        recorded, sound = settings_from_image(image)
+    except AudioTokenError as error:
+        raise typer.BadParameter(str(error), param_hint="--from") from None
+    for name, value in recorded.items():
+        source = ctx.get_parameter_source(name)  # compared by name: Typer may bundle click
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            values[name] = value
+    if not inputs and sound is None:
+        raise typer.BadParameter(f"{image}: the sound it was made from is not where it was; "
+                                 "give it after --from", param_hint="AUDIO")
+    return inputs or [sound]

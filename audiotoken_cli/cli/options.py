@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from audiotoken_cli.config import DEVICE_CHOICES, DTYPE_CHOICES
 
@@ -16,20 +19,27 @@ AudioInputs = Annotated[
                    metavar="AUDIO...",
                    show_default=False),
 ]
+OptionalAudioInputs = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Audio or video files, folders (searched recursively) or glob patterns.",
+                   metavar="[AUDIO]...", show_default=False),
+]
 OutputDir = Annotated[
     Optional[Path],
-    typer.Option("--output-dir", "-o", metavar="DIR", help="Write outputs here instead of beside each input.",
+    typer.Option("--output-dir", "-o", metavar="DIR", help="Write outputs here instead of beside each "
+                 "input, in the inputs' subfolders (relative to the folder or pattern given).",
                  file_okay=False),
 ]
 AudioEncoderOption = Annotated[
     Optional[str],
-    typer.Option("--audio-encoder", metavar="SPEC", help="BEATs checkpoint (official {'cfg','model'} "
-                 ".pt): a path, URL or hub id. Default: the preset's.", show_default=False),
+    typer.Option("--audio-encoder", metavar="SPEC", help="BEATs checkpoint (the official .pt with cfg and "
+                 "model): a path, URL or hub id. Default: the preset's.", show_default=False),
 ]
 EmbedderOption = Annotated[
     Optional[str],
     typer.Option("--embedder", metavar="SPEC", help="The paper's embedder_learned_embeds.bin, or an "
-                 "audiotoken embedder folder (e.g. a training run): a path, URL or hub id. "
+                 "audiotoken embedder (a training run folder or its .safetensors): a path, URL or "
+                 "hub id. "
                  "Default: the preset's.", show_default=False),
 ]
 ModelOption = Annotated[
@@ -77,3 +87,33 @@ SdOption = Annotated[
     typer.Option("--sd", metavar="SPEC", help="Stable Diffusion (SD 1.x or 2.x) as a diffusers "
                  "folder or hub id. Default: the preset's.", show_default=False),
 ]
+
+
+class ToolCommand(TyperCommand):
+    """Help that reads like a tool's: usage lines show each argument's metavar as written
+    (``AUDIO...``, ``DATA``) rather than Typer's ``{AUDIO...}...``, and argument rows show no
+    Python type (``<list[str]>``, ``<path>``)."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, (click.Argument, TyperArgument)):
+                pieces.append(param.metavar or param.name.upper())
+        return pieces
+
+    def get_help(self, ctx: click.Context) -> str:
+        lines, removed = [], 0
+        for line in super().get_help(ctx).splitlines():
+            if removed and line.startswith(" " * (removed + 4)):
+                lines.append(line[removed:])  # the row's wrapped description, moved left too
+                continue
+            removed = 0
+            if line.startswith("  ") and not line.lstrip().startswith("-"):
+                shorter = _PYTHON_TYPE.sub("", line, count=1)
+                removed = len(line) - len(shorter)
+                line = shorter
+            lines.append(line)
+        return "\n".join(lines)
+
+
+_PYTHON_TYPE = re.compile(r" <(list\[\w+\]|path|str|int|float)>")

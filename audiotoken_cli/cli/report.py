@@ -5,6 +5,8 @@ Progress and errors go to stderr so that stdout carries only the summary, which 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,50 @@ def print_notice(message: str) -> None:
     _stderr.print(f"[cyan]note:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
+def progress_interval() -> float:
+    """Seconds between plain progress lines (a log, a pipe, Slurm, CI); the first and the last
+    always print. AUDIOTOKEN_PROGRESS_SECONDS changes it."""
+    try:
+        return max(0.0, float(os.environ.get("AUDIOTOKEN_PROGRESS_SECONDS", "10")))
+    except ValueError:
+        return 10.0
+
+
+def duration(seconds: float) -> str:
+    """3.2 s, 4 min 05 s, 2 h 03 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Throttle:
+    """Plain progress lines: the first, then at most one per interval, and the last."""
+
+    def __init__(self, total: int, interval: float | None = None):
+        self.total, self.interval = total, progress_interval() if interval is None else interval
+        self.started = time.monotonic()
+        self._last: float | None = None
+
+    def due(self, done: int) -> bool:
+        now = time.monotonic()
+        if self._last is None or done >= self.total or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+    def rate_and_left(self, done: int, unit: str, first: int = 0) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = (done - first) / elapsed
+        left = (self.total - done) / rate if rate > 0 else None
+        text = f"{rate:.2f} {unit}/s" if rate < 10 else f"{rate:.0f} {unit}/s"
+        return text + (f", {duration(left)} left" if left is not None and done < self.total
+                       else f", {duration(elapsed)} in all" if done >= self.total else "")
+
+
 class Reporter:
     """Shows a batch's progress and summary; knows nothing about what is being done."""
 
@@ -42,16 +88,20 @@ class Reporter:
         print_error(message)
 
     @contextmanager
-    def progress(self, verb: str, total: int) -> Iterator[BatchProgress]:
+    def progress(self, verb: str, total: int,
+                 command: str = "") -> Iterator[BatchProgress | PlainProgress]:
+        if not _stderr.is_terminal:
+            # In a pipe or a log, bars would be noise: plain lines at an interval instead.
+            yield PlainProgress(command or verb.lower(), total)
+            return
         columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                    TextColumn("{task.description}"))
-        # Bars only on a terminal: in a pipe or a log they would be noise.
-        with Progress(*columns, console=_stderr, transient=True,
-                      disable=not _stderr.is_terminal) as progress:
+        with Progress(*columns, console=_stderr, transient=True) as progress:
             yield BatchProgress(progress, verb, total)
 
-    def summary(self, results: Sequence[FileResult]) -> None:
+    def summary(self, results: Sequence[FileResult], nouns=None, elapsed: float | None = None,
+                output_dir: Path | None = None) -> None:
         """An aligned table, file → outputs → status, in input order, then the counts.
 
         Written by hand rather than as a rich Table so that no path is ever folded over two lines
@@ -71,18 +121,61 @@ class Reporter:
             line = escape(f"{source:<{width_file}}  {outputs:<{width_out}}  ")
             _stdout.print(f"{line}[{styles[kind]}]{escape(status)}[/]", soft_wrap=True,
                           highlight=False)
-        counts = {status: sum(r.status == status for r in results) for status in styles}
-        line = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        _stdout.print(line, highlight=False)
+        _stdout.print(count_line(results, nouns, elapsed, output_dir), soft_wrap=True,
+                      highlight=False)
+
+    def footer(self, text: str) -> None:
+        _stderr.print(escape(text), soft_wrap=True, highlight=False)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def count_line(results: Sequence[FileResult], nouns=None, elapsed: float | None = None,
+               output_dir: Path | None = None) -> str:
+    """"4 images of 2 sounds written, 1 sound skipped, 1 failed in 3.2 s; outputs in renders"."""
+    output_noun = nouns.output if nouns else "file"
+    input_noun = nouns.input if nouns else "sound"
+    written = [r for r in results if r.status == "written"]
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = sum(r.failed for r in results)
+    parts = []
+    if written:
+        made = sum(len(r.outputs) for r in written)
+        parts.append(f"{_plural(made, output_noun)} of {_plural(len(written), input_noun)} "
+                     "written")
+    if skipped:
+        parts.append(f"{_plural(skipped, input_noun)} skipped")
+    if failed:
+        parts.append(f"{failed} failed")
+    line = ", ".join(parts) or "nothing to do"
+    if elapsed is not None:
+        line += f" in {duration(elapsed)}"
+    outputs = [p for r in results if not r.failed for p in r.outputs]
+    if outputs:
+        folders = {p.parent for p in outputs}
+        if len(folders) == 1:
+            folder = _short(folders.pop())
+            line += f"; outputs in {'the current folder' if folder == '.' else folder}"
+        elif output_dir is not None:
+            line += f"; outputs under {_short(output_dir)}"
+        else:
+            line += f"; outputs beside each {input_noun}"
+    return line
 
 
 class BatchProgress:
-    """Files done of total; with ``on_total`` (generate) also images and denoising steps."""
+    """Files done of total; with ``on_total`` (generate) also images and denoising steps; the
+    current phase ("loading models", "decoding", "rendering") beside the files."""
 
     def __init__(self, progress: Progress, verb: str, files: int):
         self._progress = progress
         self._files = progress.add_task("", total=files, label=escape(verb), unit="files")
         self._images = self._steps = None
+
+    def on_phase(self, phase: str) -> None:
+        self._progress.update(self._files, description=escape(phase))
 
     def file_done(self, result: FileResult) -> None:
         self._progress.update(self._files, advance=1, description=escape(result.source.name))
@@ -100,6 +193,44 @@ class BatchProgress:
             self._progress.update(self._images, advance=1, description=escape(path.name))
 
 
+class PlainProgress:
+    """The same events as ``BatchProgress``, as plain lines for logs: phases when they start,
+    then images (or files) done of the total with a rate and the time left."""
+
+    def __init__(self, prefix: str, files: int):
+        self._verb = prefix
+        self._files = Throttle(files)
+        self._files_done = 0
+        self._images: Throttle | None = None
+        self._images_done = 0
+
+    def _line(self, text: str) -> None:
+        _stderr.print(escape(f"{self._verb}: {text}"), soft_wrap=True, highlight=False)
+
+    def on_phase(self, phase: str) -> None:
+        self._line(phase)
+
+    def file_done(self, result: FileResult) -> None:
+        self._files_done += 1
+        if self._images is None and self._files.due(self._files_done):
+            self._line(f"{self._files_done}/{self._files.total} files, "
+                       + self._files.rate_and_left(self._files_done, "files"))
+
+    def on_total(self, images: int, steps: int) -> None:
+        self._images = Throttle(images)
+
+    def on_step(self) -> None:
+        pass
+
+    def on_image(self, path: Path) -> None:
+        if self._images is None:
+            return
+        self._images_done += 1
+        if self._images.due(self._images_done):
+            self._line(f"{self._images_done}/{self._images.total} images, "
+                       + self._images.rate_and_left(self._images_done, "images"))
+
+
 def _short(path: Path) -> str:
     """Relative to the working directory when that is shorter, so the table stays readable."""
     try:
@@ -111,7 +242,7 @@ def _short(path: Path) -> str:
 
 def human_size(size: int | None) -> str:
     if size is None:
-        return "?"
+        return "unknown"
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -130,8 +261,15 @@ def print_presets(rows) -> None:
         _stdout.print(title, soft_wrap=True, highlight=False)
         for c in components:
             state = "[green]cached[/]" if c.cached else "[yellow]not cached[/]"
-            _stdout.print(f"  {c.role:<14} {human_size(c.size):>9}  {state:<28} {escape(c.spec)}",
+            # Not cached: the preset's figure, an estimate except for files with a known hash.
+            exact = c.cached or c.size is None or c.role in preset.sha256
+            size = human_size(c.size) if exact else f"~{human_size(c.size)}"
+            _stdout.print(f"  {c.role:<14} {size:>9}  {state:<28} {escape(c.spec)}",
                           soft_wrap=True, highlight=False)
+        missing = [c.size for c in components if not c.cached]
+        if missing and all(size is not None for size in missing):
+            _stdout.print(f"  download fetches about {human_size(sum(missing))}",
+                          highlight=False)
 
 
 def print_download_summary(preset: str, paths: dict) -> None:
@@ -145,11 +283,16 @@ def print_download_summary(preset: str, paths: dict) -> None:
 
 
 class TrainDisplay:
-    """Training progress: step of total, loss, lr, samples/s and ETA; warnings first."""
+    """Training progress: step of total, loss, lr, samples/s and the time left, as a bar in a
+    terminal and as plain lines at an interval elsewhere; warnings first, a summary last."""
 
     def __init__(self):
         self._progress = None
         self._task = None
+        self._plain: Throttle | None = None
+        self._first = 0
+        self._last_metrics: dict | None = None
+        self._started = time.monotonic()
 
     def __enter__(self):
         from rich.progress import TimeRemainingColumn
@@ -174,13 +317,36 @@ class TrainDisplay:
         for warning in warnings:
             _stderr.print(f"[yellow]skipped:[/] {escape(warning)}", soft_wrap=True,
                           highlight=False)
+        if first:
+            print_notice(f"resuming from step {first} (its checkpoint); training to step {last}")
+        self._first = first
+        self._started = time.monotonic()
         self._task = self._progress.add_task("", total=last, completed=first)
+        if not _stderr.is_terminal:
+            self._plain = Throttle(last)
 
     def _step(self, metrics: dict) -> None:
+        self._last_metrics = metrics
         text = (f"loss {metrics['loss']:.4f}  lr {metrics['lr']:.2e}  "
                 f"{metrics['samples_per_s']:.1f} samples/s")
         self._progress.update(self._task, completed=metrics["step"], description=text)
+        if self._plain is not None and self._plain.due(metrics["step"]):
+            left = self._plain.rate_and_left(metrics["step"], "steps", self._first)
+            _stderr.print(escape(f"train: step {metrics['step']}/{self._plain.total}  {text}  "
+                                 f"({left})"), soft_wrap=True, highlight=False)
 
     def done(self, run: Path) -> None:
+        """Final loss, duration, and where everything is."""
+        elapsed = duration(time.monotonic() - self._started)
+        metrics = self._last_metrics
+        if metrics is not None:
+            _stdout.print(f"trained to step {metrics['step']} in {elapsed}, final loss "
+                          f"{metrics['loss']:.4f}", highlight=False)
+        for label, path in (("loss curve", run / "loss.png"), ("samples", run / "samples"),
+                            ("metrics", run / "metrics.jsonl"),
+                            ("embedder", run / "embedder.safetensors")):
+            if path.exists():
+                _stdout.print(f"  {label:<11} {escape(str(path))}", soft_wrap=True,
+                              highlight=False)
         _stdout.print(f"trained embedder: {escape(str(run))} (use it with "
                       f"--embedder {escape(str(run))})", soft_wrap=True, highlight=False)

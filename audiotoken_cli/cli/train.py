@@ -17,6 +17,7 @@ from audiotoken_cli.cli.options import (
     OfflineOption,
     QuietOption,
     SdOption,
+    ToolCommand,
 )
 from audiotoken_cli.cli.run import components, guarded
 from audiotoken_cli.errors import AudioTokenError
@@ -29,15 +30,16 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-@app.command(epilog="\b\nExamples:\n  audiotoken train videos/ -o run/\n"
+@app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken train videos/ -o run/\n"
              "  audiotoken train clips/ -o run/ --labels labels.csv --size 512x320 --cache\n"
              "  audiotoken train clips/ -o run/ --resume\n"
              "  audiotoken generate dog.wav --embedder run/")
 def train(
     ctx: typer.Context,
     data: Annotated[Path, typer.Argument(
-        metavar="DATA", help="Folder of videos with sound, or of audio files each with an image "
-        "of the same name (searched recursively).", show_default=False)],
+        metavar="DATA", help="Folder, searched recursively, of videos with sound, or of audio "
+        "files each beside an image of the same name (dog.wav + dog.jpg). Subfolder names are "
+        "the labels unless --labels is given.", show_default=False)],
     output: Annotated[Path, typer.Option(
         "--output", "-o", metavar="RUN", help="Run folder: config, metrics, checkpoints, samples "
         "and the trained embedder.", show_default=False)],
@@ -56,20 +58,28 @@ def train(
     size: Annotated[Optional[str], typer.Option(
         "--size", metavar="WxH", help="Frame size, e.g. 512x320 (the paper's); overrides "
         "--resolution.", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N",
+                                            help="Examples per step on each device.")] = 4,
     grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, metavar="N",
                                             help="Gradient accumulation steps.")] = 4,
-    max_steps: Annotated[int, typer.Option("--max-steps", min=1, metavar="N")] = 30_000,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, metavar="N",
+                                           help="Optimiser steps to train for (the paper: "
+                                           "30000).")] = 30_000,
     lr: Annotated[float, typer.Option("--lr", min=0.0, metavar="LR",
                                       help="Base learning rate.")] = 1e-5,
     scale_lr: Annotated[bool, typer.Option(
         "--scale-lr/--no-scale-lr", help="Multiply the lr by batch × accumulation × processes, "
         "as the paper does.")] = True,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0)] = 1e-2,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, metavar="N")] = 500,
-    seed: Annotated[int, typer.Option("--seed", "-s", min=0)] = 0,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, metavar="W",
+                                                help="AdamW weight decay.")] = 1e-2,
+    warmup_steps: Annotated[Optional[int], typer.Option(
+        "--warmup-steps", min=0, metavar="N", help="Steps of linear lr warm-up. Default: 10% "
+        "of --max-steps, at most 500 (the paper's).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", "-s", min=0, metavar="SEED",
+                                      help="Seed for the embedder's start, the clips, windows, "
+                                      "noise and timesteps of every step.")] = 0,
     class_loss_weight: Annotated[float, typer.Option(
-        "--class-loss-weight", min=0.0, help="Weight of the class loss (when labels exist).")]
+        "--class-loss-weight", min=0.0, metavar="W", help="Weight of the class loss (when labels exist).")]
         = 0.01,
     mixed_precision: Annotated[Precision, typer.Option(
         "--mixed-precision", metavar="[auto|no|fp16|bf16]",
@@ -85,7 +95,9 @@ def train(
     windows_per_clip: Annotated[int, typer.Option(
         "--windows-per-clip", min=1, metavar="K", help="Audio windows (each with its frame) "
         "drawn per clip.")] = 8,
-    save_every: Annotated[int, typer.Option("--save-every", min=1, metavar="N")] = 500,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, metavar="N",
+                                            help="Checkpoint every N steps (and at the "
+                                            "end).")] = 500,
     keep: Annotated[int, typer.Option("--keep", min=1, metavar="N",
                                       help="Checkpoints kept.")] = 3,
     sample_every: Annotated[int, typer.Option(
@@ -106,17 +118,21 @@ def train(
     Only the small embedder learns; BEATs and Stable Diffusion stay frozen. Writes
     RUN/embedder.safetensors + config.json, which generate --embedder RUN uses.
     """
-    from audiotoken_cli.config import RuntimeSettings, TrainSettings
+    from audiotoken_cli.config import RuntimeSettings, TrainSettings, auto_warmup
     from audiotoken_cli.train.data import parse_size
 
     try:
         frame_size = parse_size(size) if size else (resolution, resolution)
     except AudioTokenError as error:
         raise typer.BadParameter(str(error), param_hint="--size") from None
+    warmup = auto_warmup(max_steps) if warmup_steps is None else warmup_steps
+    if warmup > max_steps:
+        typer.echo(f"warning: --warmup-steps {warmup} is longer than --max-steps {max_steps}: "
+                   f"the lr only reaches {max_steps / warmup:.0%} of its value", err=True)
     options = dict(
         data=data, output=output, labels=labels, audio_seconds=audio_seconds, size=frame_size,
         batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps, lr=lr,
-        scale_lr=scale_lr, weight_decay=weight_decay, warmup_steps=warmup_steps, seed=seed,
+        scale_lr=scale_lr, weight_decay=weight_decay, warmup_steps=warmup, seed=seed,
         class_loss_weight=class_loss_weight, mixed_precision=mixed_precision.value,
         gradient_checkpointing=gradient_checkpointing, cache=cache,
         windows_per_clip=windows_per_clip, save_every=save_every, keep=keep,

@@ -28,6 +28,7 @@ from audiotoken_cli.hub.specs import (
     FetchOptions,
     NetworkError,
     Spec,
+    download_advice,
     get_preset,
     parse_spec,
 )
@@ -145,8 +146,7 @@ def check_reachable(url: str, spec: Spec, role: str) -> None:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise NetworkError(f"{spec.describe()} ({ROLE_OPTIONS[role]}): cannot reach {host} "
-                           f"({reason}); check the network, or use --offline with a cache that "
-                           "has it") from error
+                           f"({reason}); {download_advice(role)}") from error
     _REACHABLE[f"{host}:{port}"] = True
 
 
@@ -273,8 +273,8 @@ def _is_transport_error(error: BaseException) -> bool:
 
 def _missing_offline(spec: Spec, role: str) -> ModelError:
     return ModelError(f"{spec.describe()}: the {role.replace('_', ' ')} is not in the cache and "
-                      "downloads are off (--offline or HF_HUB_OFFLINE=1); fetch it first with "
-                      "`audiotoken download`")
+                      "downloads are off (--offline or HF_HUB_OFFLINE=1); "
+                      f"{download_advice(role)}")
 
 
 class _explained:
@@ -306,8 +306,8 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
     if isinstance(error, hub_errors.LocalEntryNotFoundError):
         if offline:
             return _missing_offline(spec, role)
-        return NetworkError(f"{what}: not in the cache and the hub cannot be reached; check the "
-                            "network, or use --offline with a cache that has it")
+        return NetworkError(f"{what}: not in the cache and the hub cannot be reached; "
+                            f"{download_advice(role)}")
     if isinstance(error, hub_errors.EntryNotFoundError):
         return ModelError(f"{what}: no file {spec.path!r} in this repository")
     if isinstance(error, hub_errors.OfflineModeIsEnabled):
@@ -316,8 +316,8 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
         return AudioTokenError(f"{what}: the disk is full; free some space (the partial download "
                                "was removed) and run again")
     if _is_transport_error(error) or isinstance(error, (ConnectionError, TimeoutError, OSError)):
-        return NetworkError(f"{what}: cannot reach the server ({type(error).__name__}); check the "
-                            "network, or use --offline with a warm cache")
+        return NetworkError(f"{what}: cannot reach the server ({type(error).__name__}); "
+                            f"{download_advice(role)}")
     return ModelError(f"{what}: download failed ({type(error).__name__}: {error})")
 
 

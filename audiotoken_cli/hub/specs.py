@@ -107,9 +107,21 @@ BUILTIN_PRESETS = {
         embedder=f"{PAPER_SPACE}/models/embedder_learned_embeds.bin",
         sha256={"audio_encoder":
                 "e5815275a04b6885e7b8af63d120b29bffae2cd2225cf4915e1ec6d819d3022c"},
-        sizes={"audio_encoder": 363_145_291},
+        # The BEATs file is exact; the others are estimates from the parameter counts, shown
+        # with "~" until cached: SD 1.4 in float32 safetensors (UNet 3.44 GB, safety checker
+        # 1.22 GB, text encoder 0.49 GB, VAE 0.33 GB; about half where fp16 files exist), the
+        # embedder's 8.85 M float32 parameters.
+        sizes={"audio_encoder": 363_145_291, "sd": 5_480_000_000, "embedder": 35_414_028},
     ),
 }
+
+
+def download_advice(role: str) -> str:
+    """What a first run without network or cache can do instead, and what a download costs."""
+    total = sum(BUILTIN_PRESETS[DEFAULT_PRESET].sizes.values())
+    return (f"give a local copy with {ROLE_OPTIONS[role]}, point HF_ENDPOINT at a hub mirror, "
+            f"or run `audiotoken download` on a network (the default preset is about "
+            f"{total / 1e9:.1f} GB; `audiotoken download --list` shows each part)")
 
 
 def user_presets_file() -> Path:

@@ -10,6 +10,7 @@ strictly, so it can be trusted as much as its source.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,6 +19,10 @@ from audiotoken_cli.models.beats import BEATs, load_beats, load_beats_state
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo
 from audiotoken_cli.models.embedder import LoadedEmbedder, build_embedder, load_embedder
 from audiotoken_cli.files import cached_sha256, write_atomically
+
+
+copy_notice: Callable[[str], None] = lambda message: None
+"""Told once per weight file, when its copy is made (the CLI prints it as a note)."""
 
 
 def cache_folder() -> Path:
@@ -44,7 +49,7 @@ def load_beats_fast(path: Path, device: torch.device | str = "cpu",
     # key gets its own copy (a few kB).
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     metadata = {"cfg": json.dumps(model.cfg.to_dict()), "source": path.name}
-    _write_copy(copy, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    _write_copy(copy, lambda tmp: save_file(state, str(tmp), metadata=metadata), path)
     return model.to(device=device, dtype=dtype)
 
 
@@ -65,7 +70,7 @@ def load_embedder_fast(path: Path, device: torch.device | str = "cpu") -> Loaded
     loaded = load_embedder(path, device="cpu")
     state = {k: v.detach().contiguous() for k, v in loaded.model.state_dict().items()}
     metadata = {"sizes": json.dumps(loaded.model.config.to_dict()), "source": path.name}
-    _write_copy(copy, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    _write_copy(copy, lambda tmp: save_file(state, str(tmp), metadata=metadata), path)
     loaded.model.to(device)
     return loaded
 
@@ -84,9 +89,12 @@ class _safe_open_metadata:
         return False
 
 
-def _write_copy(target: Path, write) -> None:
+def _write_copy(target: Path, write, source: Path) -> None:
     """A cache that cannot be written (read-only home, full disk) only costs speed."""
     try:
         write_atomically(target, write)
     except OSError:
-        pass
+        return
+    size = target.stat().st_size / 1e6
+    copy_notice(f"{source.name}: kept a safetensors copy in {target.parent} ({size:.1f} MB), "
+                "which later runs load instead: faster, and no pickle")

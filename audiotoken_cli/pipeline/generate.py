@@ -2,14 +2,14 @@
 
     audio ─▶ token (tokens.py) ─▶ prompt embeddings (prompt.py) ─▶ images (diffusion.py) ─▶ PNG
 
-Image i of a file uses seed base+i and is named ``<stem>_seed<seed>.png``; the name depends only
-on the file and the seed, so any image can be regenerated alone, and an existing one is skipped
-rather than overwritten (unless asked).
+Image i of a file uses seed base+i and is named by pipeline/naming.py: ``<stem>_seed<seed>.png``,
+or beside it with a settings tag when that name holds an image made with other settings; an image
+already made with these settings is skipped rather than made again (unless --overwrite).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from audiotoken_cli.files import (
     write_atomically,
 )
 from audiotoken_cli.pipeline.metadata import RunMetadata, save_png
-from audiotoken_cli.pipeline.naming import PlannedImage, image_path
+from audiotoken_cli.pipeline.naming import PlannedImage, plan_images
 from audiotoken_cli.pipeline.tokens import AudioTokenizer, tokenize_files
 from audiotoken_cli.render.diffusion import (
     ImageJob,
@@ -44,6 +44,7 @@ class GenerateEvents:
     on_total: Callable[[int, int], None] = lambda images, steps: None
     on_step: Callable[[], None] = lambda: None
     on_image: Callable[[Path], None] = lambda path: None
+    on_phase: Callable[[str], None] = lambda phase: None  # "loading models", "decoding", ...
 
 
 
@@ -59,13 +60,17 @@ class _FileProgress:
 
 
 def generate_files(sources: Sequence[Path], settings: GenerateSettings,
-                   events: GenerateEvents | None = None) -> Iterator[FileResult]:
-    """Render ``settings.num_images`` images per source; yield one result per source."""
+                   events: GenerateEvents | None = None,
+                   roots: Mapping[Path, Path] | None = None) -> Iterator[FileResult]:
+    """Render ``settings.num_images`` images per source; yield one result per source.
+
+    ``roots``: each source's input root, mirrored under ``settings.output_dir``.
+    """
     events = events or GenerateEvents()
     check_prompt(settings.prompt)
-    plan = {source: [PlannedImage(source, settings.seed + i,
-                                  image_path(source, settings.seed + i, settings.output_dir))
-                     for i in range(settings.num_images)] for source in sources}
+    device = resolve_device(settings.runtime.device)
+    dtype = resolve_dtype(settings.runtime.dtype, device)
+    plan = plan_images(sources, settings, str(dtype).removeprefix("torch."), roots)
     collisions = find_collisions({s: [image.path for image in images] for s, images in plan.items()})
     todo: dict[Path, list[PlannedImage]] = {}
     progress: dict[Path, _FileProgress] = {}
@@ -73,18 +78,17 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
         if source in collisions:
             yield FileResult(source, "failed", message=str(collisions[source]))
             continue
-        missing = [image for image in plan[source] if settings.overwrite or not image.path.exists()]
+        missing = [image for image in plan[source] if not image.exists]
         if not missing:
             yield FileResult(source, "skipped", tuple(i.path for i in plan[source]),
-                             "images exist; --overwrite replaces them")
+                             "made with these settings already; --overwrite makes them again")
             continue
         todo[source] = missing
         progress[source] = _FileProgress(len(missing), existed=len(plan[source]) - len(missing))
     if not todo:
         return
 
-    device = resolve_device(settings.runtime.device)
-    dtype = resolve_dtype(settings.runtime.dtype, device)
+    events.on_phase("loading models")
     # Both model loads come before any audio work, so a bad model fails fast.
     tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
     pipe = load_pipeline(settings.sd, device, dtype, safety_checker=settings.safety_checker,
@@ -100,6 +104,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
     with torch.inference_mode():
         negative = encoder.encode([settings.negative_prompt])[0]  # (77, d)
 
+    events.on_phase("decoding")
     jobs: list[tuple[PlannedImage, ImageJob]] = []
     for source, token, failure in tokenize_files(tokenizer, list(todo), settings.window):
         if failure is not None:
@@ -115,6 +120,7 @@ def generate_files(sources: Sequence[Path], settings: GenerateSettings,
                                      settings.height, settings.scheduler)
     batch_size = settings.batch_size or auto_batch_size(device, settings.width, settings.height)
     batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+    events.on_phase("rendering")
     events.on_total(len(jobs), len(batches) * settings.steps)
     for batch in batches:
         images = render(pipe, [job for _, job in batch], render_settings, events.on_step)

@@ -4,14 +4,19 @@ every setting and the hashes of the models and the audio, so any image can be ma
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.files import cached_sha256, file_sha256
-from audiotoken_cli.pipeline.naming import PlannedImage
+from audiotoken_cli.pipeline.naming import (
+    PIXEL_SETTINGS,
+    PlannedImage,
+    model_id,
+    pixel_settings,
+)
 from audiotoken_cli.render.diffusion import SAMPLER_NAMES
 
 if TYPE_CHECKING:
@@ -28,36 +33,32 @@ class RunMetadata:
 
     @classmethod
     def collect(cls, settings: GenerateSettings, tokenizer: AudioTokenizer) -> RunMetadata:
+        """Resolved values only: absolute model paths (and hub ids where the path is in the hub
+        cache), the dtype and device actually used, so ``generate --from`` can run it again."""
+        dtype = str(tokenizer.dtype).removeprefix("torch.")
         models = {
-            "sd": str(settings.sd),
+            **pixel_settings(settings, dtype),
+            "device": tokenizer.device.type,
+            "sd_hub": hub_id(settings.sd),
             "sd_unet_sha256": _unet_hash(Path(settings.sd)),
-            "audio_encoder": str(settings.audio_encoder),
+            "audio_encoder_hub": hub_id(settings.audio_encoder),
             "audio_encoder_sha256": cached_sha256(Path(settings.audio_encoder)),
-            "embedder": str(settings.embedder),
+            "embedder_hub": hub_id(settings.embedder),
             "embedder_sha256": cached_sha256(tokenizer.embedder.weights_file),
-            "lora": str(settings.lora) if settings.lora else None,
+            "lora_hub": hub_id(settings.lora),
             "lora_sha256": cached_sha256(settings.lora) if settings.lora else None,
         }
         return cls(settings, models)
 
     def for_image(self, image: PlannedImage) -> dict:
-        s = self.settings
         return {
             "tool": "audiotoken-cli",
             "version": __version__,
-            "prompt": s.prompt,
-            "negative_prompt": s.negative_prompt,
-            "seed": image.seed,
-            "steps": s.steps,
-            "guidance": s.guidance,
-            "scheduler": s.scheduler,
-            "width": s.width,
-            "height": s.height,
-            "dtype": s.runtime.dtype,
-            "window": asdict(s.window),
-            "audio_file": image.source.name,
-            "audio_sha256": self._audio_hash(image.source),
             **self.models,
+            "seed": image.seed,
+            "audio_file": image.source.name,
+            "audio_path": str(image.source.resolve()),
+            "audio_sha256": self._audio_hash(image.source),
         }
 
     def _audio_hash(self, source: Path) -> str:
@@ -65,6 +66,79 @@ class RunMetadata:
         if source not in self.audio_hashes:
             self.audio_hashes[source] = file_sha256(source)
         return self.audio_hashes[source]
+
+
+def hub_id(path: Path | str | None) -> str | None:
+    """``owner/name@commit/sub/path`` for a file or folder inside the hub cache, else None; a
+    hub id works on any machine, where a cache path does not."""
+    if path is None:
+        return None
+    parts = Path(path).resolve().parts
+    for i, part in enumerate(parts[:-2]):
+        kind, _, name = part.partition("--")
+        if kind in ("models", "spaces") and "--" in name and parts[i + 1] == "snapshots":
+            owner, _, repo = name.partition("--")
+            prefix = "spaces/" if kind == "spaces" else ""
+            rest = "/".join(parts[i + 3:])
+            return f"{prefix}{owner}/{repo}@{parts[i + 2]}" + (f"/{rest}" if rest else "")
+    return None
+
+
+def read_image_settings(path: Path) -> dict | None:
+    """The JSON ``audiotoken`` chunk of a PNG, or None when the file has none (or is no PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get("audiotoken")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    try:
+        info = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def settings_from_image(image: Path) -> tuple[dict, str | None]:
+    """The settings an image was made with, named as ``generate``'s options, and its sound
+    (None when the recorded sound is no longer there).
+
+    Models come back as the recorded path when it exists here, else as the hub id recorded beside
+    it (so an image made on another machine still names weights this one can fetch).
+    """
+    from audiotoken_cli.errors import InputError
+
+    info = read_image_settings(image)
+    if info is None:
+        raise InputError(f"{image}: no audiotoken settings in this image (not made by "
+                         "audiotoken generate, or its metadata was stripped)")
+    values = {key: info[key] for key in ("seed", "steps", "guidance", "prompt",
+                                         "negative_prompt", "width", "height", "scheduler")
+              if key in info}
+    window = info.get("window") or {}
+    values.update({key: window[key] for key in ("start", "duration") if key in window})
+    if info.get("dtype"):
+        values["dtype"] = info["dtype"]
+    for role in ("sd", "audio_encoder", "embedder", "lora"):
+        path, hub = info.get(role), info.get(f"{role}_hub")
+        if path and Path(path).exists():
+            values[role] = path
+        elif hub or path:
+            values[role] = hub or path
+    candidates = [info.get("audio_path"), str(Path(image).parent / info.get("audio_file", ""))]
+    return values, next((c for c in candidates if c and Path(c).is_file()), None)
+
+
+def same_settings(path: Path, wanted: dict) -> bool:
+    """Whether the image at ``path`` was made with these pixel-changing settings."""
+    info = read_image_settings(path)
+    if info is None:
+        return False
+    found = {key: info.get(key) for key in PIXEL_SETTINGS}
+    for key in ("sd", "audio_encoder", "embedder", "lora"):
+        found[key] = model_id(found[key]) if found[key] else None
+    return found == {key: wanted.get(key) for key in PIXEL_SETTINGS}
 
 
 def _unet_hash(sd: Path) -> str | None:
@@ -87,6 +161,7 @@ def a1111_parameters(info: dict) -> str:
         "CFG scale": info["guidance"],
         "Seed": info["seed"],
         "Size": f"{info['width']}x{info['height']}",
+        # As in A1111, the checkpoint hash: here the sha256 of the UNet's weight file.
         "Model hash": (info["sd_unet_sha256"] or "")[:10],
         "Model": Path(info["sd"]).name or info["sd"],
         "Audio": info["audio_file"],

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +70,17 @@ class AudioTokenizer:
         return self.embedder.model(features.float()).float()
 
 
-def embed_files(sources: Sequence[Path], settings: EmbedSettings) -> Iterator[FileResult]:
+def embed_files(sources: Sequence[Path], settings: EmbedSettings,
+                roots: Mapping[Path, Path] | None = None) -> Iterator[FileResult]:
     """Write ``<stem>.safetensors`` for each source; yield one result per source, in order.
 
     Models load only if some file needs them. Files are decoded one at a time and encoded in
-    batches of ``settings.batch_size`` windows; a bad file fails alone.
+    batches of ``settings.batch_size`` windows; a bad file fails alone. ``roots``: each source's
+    input root, mirrored under ``settings.output_dir``.
     """
-    plan = {source: [output_path(source, ".safetensors", settings.output_dir)] for source in sources}
+    roots = roots or {}
+    plan = {source: [output_path(source, ".safetensors", settings.output_dir, roots.get(source))]
+            for source in sources}
     collisions = find_collisions(plan)
     todo: list[Path] = []
     for source in sources:

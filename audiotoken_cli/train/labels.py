@@ -148,3 +148,20 @@ def label_for(relative: Path, labels: dict[str, str] | None) -> str | None:
         if key in labels:
             return labels[key]
     return None
+
+
+def label_counts(samples) -> dict[str, int]:
+    """Clips per label (from subfolders or --labels), most common first; unlabelled as ""."""
+    from collections import Counter
+
+    return dict(Counter(s.label or "" for s in samples).most_common())
+
+
+def describe_labels(samples) -> str:
+    counts = label_counts(samples)
+    named = {label: n for label, n in counts.items() if label}
+    if not named:
+        return "no labels (no subfolders or --labels): no class loss"
+    text = ", ".join(f"{label} {n}" for label, n in named.items())
+    unlabelled = counts.get("", 0)
+    return f"labels: {text}" + (f"; {unlabelled} clips unlabelled" if unlabelled else "")

@@ -51,6 +51,7 @@ from audiotoken_cli.train.examples import (
     pick_examples,
     step_rng,
 )
+from audiotoken_cli.train.labels import describe_labels, label_counts
 from audiotoken_cli.train.pictures import loss_curve, sample_grid
 
 CHECKPOINTS = "checkpoints"
@@ -244,7 +245,11 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     data = TrainingData(samples, data_settings, settings.seed)
 
     _check_run_folder(run, settings)
-    events.on_note(f"{len(samples)} clips ({len(warnings)} skipped); loading the models")
+    events.on_note(f"{len(samples)} clips ({len(warnings)} skipped); {describe_labels(samples)}")
+    if not held_out and settings.sample_every:
+        events.on_note(f"too few clips for a held-out split ({len(samples)}, fewer than "
+                       f"{5 * settings.sample_clips}): samples/ shows training clips")
+    events.on_note("loading the models")
     frozen = load_frozen(settings, device, compute_dtype)
     feature_dim = frozen.beats.cfg.output_dim
     embedder, origin = new_embedder(settings, feature_dim, frozen.encoder.width, device)
@@ -398,7 +403,8 @@ def _hold_out(samples: list, count: int) -> tuple[list, list]:
 def _run_record(settings: TrainSettings, samples, held_out, warnings, origin, world: Dist) -> dict:
     """Every setting, the library versions and what the data scan found."""
     return {"settings": _settings_dict(settings), "versions": _versions(),
-            "clips": len(samples), "held_out": [str(s.audio) for s in held_out],
+            "clips": len(samples), "labels": label_counts(samples),
+            "held_out": [str(s.audio) for s in held_out],
             "skipped": warnings, "embedder": origin, "world_size": world.world,
             "lr_scaled": scaled_lr(settings, world.world)}
 

@@ -47,12 +47,27 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
     images = render(pipe, jobs, RenderSettings(steps=settings.sample_steps, width=width,
                                                height=height, scheduler="dpm++"))
     embedder.train(was_training)
-    grid = Image.new("RGB", (width * len(images), height))
+    # Each tile is captioned with its clip, so a grid of training clips is not taken for
+    # held-out ones and a picture can be traced to its sound.
+    caption = 16
+    grid = Image.new("RGB", (width * len(images), height + caption), "white")
     for i, image in enumerate(images):
         if image is not None:
-            grid.paste(image, (i * width, 0))
+            grid.paste(image, (i * width, caption))
+    draw_captions(grid, [Path(s.audio).name for s in samples], width, caption)
     target = run / "samples" / f"step-{step}.png"
     write_atomically(target, lambda tmp: grid.save(tmp, format="PNG"))
+
+
+def draw_captions(grid, names: list[str], width: int, height: int) -> None:
+    """Each name in the strip above its tile, cut to fit."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(grid)
+    fits = max(1, (width - 4) // 6)  # PIL's default bitmap font is about 6 px a character
+    for i, name in enumerate(names):
+        text = name if len(name) <= fits else name[:max(1, fits - 3)] + "..."
+        draw.text((i * width + 2, 2), text, fill="black")
 
 
 def loss_curve(run: Path, width: int = 640, height: int = 360) -> None:
