@@ -201,14 +201,16 @@ class AudioToken:
                                          settings.height, settings.scheduler)
         metadata = RunMetadata.collect(settings, self.tokenizer)
         name, digest = audio
+        source = Path(name)
+        metadata.audio_hashes[source] = digest
         images = []
         for begin in range(0, n, batch):
             for offset, image in enumerate(render(pipe, jobs[begin:begin + batch], render_settings)):
                 if image is None:  # blocked by the safety checker, as the CLI skips it
                     continue
-                planned = PlannedImage(Path(name), seed + begin + offset, Path(name))
-                metadata.audio_hashes[Path(name)] = digest
-                info = metadata.for_image(planned)
+                info = metadata.for_image(PlannedImage(source, seed + begin + offset, source))
+                if not source.is_file():  # an array or a token: no file to point back to
+                    info["audio_path"] = None
                 image.info["parameters"] = a1111_parameters(info)
                 image.info["audiotoken"] = json.dumps(info, sort_keys=True)
                 images.append(image)
@@ -281,10 +283,10 @@ def _waveform(audio: AudioInput, window: Window) -> torch.Tensor:
 
 
 def _describe(audio: AudioInput, waveform: torch.Tensor) -> tuple[str, str]:
-    """(name, sha256) for the metadata: a file's own name and hash, or the window's samples."""
+    """(path, sha256) for the metadata: a file's own path and hash, or the window's samples."""
     if isinstance(audio, (str, os.PathLike)):
         from audiotoken_cli.files import file_sha256
 
-        return Path(audio).name, file_sha256(Path(audio))
+        return str(Path(audio)), file_sha256(Path(audio))
     return "<array>", hashlib.sha256(waveform.numpy().tobytes()).hexdigest()
 
