@@ -242,7 +242,7 @@ def train(data: str | os.PathLike, output: str | os.PathLike, *, model: str = "v
     """
     from audiotoken_cli.config import TrainSettings
     from audiotoken_cli.hub import FetchOptions, resolve_components
-    from audiotoken_cli.train.loop import train as run_training
+    from audiotoken_cli.training.loop import train as run_training
 
     fetch = FetchOptions(offline, quiet, (lambda message: None) if quiet else print)
     paths = resolve_components(model, {"sd": sd, "audio_encoder": audio_encoder},

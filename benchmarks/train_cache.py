@@ -63,8 +63,8 @@ def build_dataset(folder: Path, clips: int, seconds: float) -> Path:
 
 def run_training(label: str, settings, warmup: int) -> dict:
     """Train with ``settings``; return per-step statistics and the cache build time."""
-    import audiotoken_cli.train.loop as train_module
-    from audiotoken_cli.train.loop import TrainEvents, train
+    import audiotoken_cli.training.loop as train_module
+    from audiotoken_cli.training.loop import TrainEvents, train
 
     timings: dict[str, float] = {}
     original_build = train_module.FeatureCache.build.__func__

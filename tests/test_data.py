@@ -12,7 +12,7 @@ import torch
 
 from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.config import Window
-from audiotoken_cli.train.data import (
+from audiotoken_cli.training.data import (
     DataSettings,
     TrainingData,
     collate,

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from audiotoken_cli.cli import app
 from audiotoken_cli.config import TrainSettings
-from audiotoken_cli.train.data import DataSettings, TrainingData, scan
+from audiotoken_cli.training.data import DataSettings, TrainingData, scan
 from audiotoken_cli.models.embedder import load_embedder
-from audiotoken_cli.train.loop import (ExampleSource, load_frozen, new_embedder, pick_examples,
+from audiotoken_cli.training.loop import (ExampleSource, load_frozen, new_embedder, pick_examples,
                                   save_checkpoint, training_loss)
 from factories import make_tiny_sd, tone, write_video
 

@@ -309,7 +309,7 @@ class TrainDisplay:
         return False
 
     def events(self):
-        from audiotoken_cli.train.loop import TrainEvents
+        from audiotoken_cli.training.loop import TrainEvents
 
         return TrainEvents(on_start=self._start, on_step=self._step, on_note=print_notice)
 

@@ -119,7 +119,7 @@ def train(
     RUN/embedder.safetensors + config.json, which generate --embedder RUN uses.
     """
     from audiotoken_cli.config import RuntimeSettings, TrainSettings, auto_warmup
-    from audiotoken_cli.train.data import parse_size
+    from audiotoken_cli.training.data import parse_size
 
     try:
         frame_size = parse_size(size) if size else (resolution, resolution)
@@ -142,8 +142,8 @@ def train(
 
     def body() -> int:
         from audiotoken_cli.cli.report import TrainDisplay
-        from audiotoken_cli.train.distributed import is_main_process
-        from audiotoken_cli.train.loop import train as run_training
+        from audiotoken_cli.training.distributed import is_main_process
+        from audiotoken_cli.training.loop import train as run_training
 
         paths = components(model, {"sd": sd, "audio_encoder": audio_encoder},
                             ("sd", "audio_encoder"), offline, quiet)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from audiotoken_cli.models.beats import BEATs, load_beats, load_beats_state
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo
-from audiotoken_cli.models.embedder import LoadedEmbedder, build_embedder, load_embedder
 from audiotoken_cli.files import cached_sha256, write_atomically
-
+from audiotoken_cli.models.beats import BEATs, load_beats, load_beats_state
+from audiotoken_cli.models.embedder import LoadedEmbedder, build_embedder, load_embedder
 
 copy_notice: Callable[[str], None] = lambda message: None
 """Told once per weight file, when its copy is made (the CLI prints it as a note)."""

@@ -25,7 +25,7 @@ import torch
 from audiotoken_cli.audio.decode import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_window
 from audiotoken_cli.config import SAMPLE_RATE, Window
 from audiotoken_cli.errors import InputError, UsageError
-from audiotoken_cli.train.frames import (
+from audiotoken_cli.training.frames import (
     _picture_stream,
     _read_image,
     _reason,
@@ -33,7 +33,7 @@ from audiotoken_cli.train.frames import (
     read_frame,
     to_pixels,
 )
-from audiotoken_cli.train.labels import label_for, read_labels
+from audiotoken_cli.training.labels import label_for, read_labels
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 """Pictures that pair with an audio file of the same stem, in order of preference."""

@@ -11,8 +11,8 @@ import torch
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import TrainSettings
 from audiotoken_cli.files import write_atomically
-from audiotoken_cli.train.data import TrainingData
-from audiotoken_cli.train.examples import Frozen, slot_rng
+from audiotoken_cli.training.data import TrainingData
+from audiotoken_cli.training.examples import Frozen, slot_rng
 
 # ---------------------------------------------------------------------------------------------
 # Pictures: sample grids during training, the loss curve at the end

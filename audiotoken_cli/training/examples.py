@@ -17,7 +17,7 @@ from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import write_atomically
 from audiotoken_cli.models.safecache import load_beats_fast
 from audiotoken_cli.render.prompt import PromptEncoder
-from audiotoken_cli.train.data import TrainingData
+from audiotoken_cli.training.data import TrainingData
 
 # ---------------------------------------------------------------------------------------------
 # The frozen models

@@ -36,14 +36,14 @@ from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 from audiotoken_cli.files import write_atomically
 from audiotoken_cli.models.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
 from audiotoken_cli.models.safecache import load_embedder_fast
-from audiotoken_cli.train.data import DataSettings, TrainingData, scan
-from audiotoken_cli.train.distributed import (
+from audiotoken_cli.training.data import DataSettings, TrainingData, scan
+from audiotoken_cli.training.distributed import (
     Dist,
     _average_gradients,
     _average_metrics,
     init_distributed,
 )
-from audiotoken_cli.train.examples import (
+from audiotoken_cli.training.examples import (
     ExampleSource,
     FeatureCache,
     Frozen,
@@ -51,8 +51,8 @@ from audiotoken_cli.train.examples import (
     pick_examples,
     step_rng,
 )
-from audiotoken_cli.train.labels import describe_labels, label_counts
-from audiotoken_cli.train.pictures import loss_curve, sample_grid
+from audiotoken_cli.training.labels import describe_labels, label_counts
+from audiotoken_cli.training.pictures import loss_curve, sample_grid
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
