@@ -60,9 +60,10 @@ def embed(
     def body() -> int:
         from audiotoken_cli.pipeline.tokens import embed_files
 
-        def process(sources, _progress):
+        def process(sources, _progress, rank, world):
             paths = components(model, given, ("audio_encoder", "embedder"), offline, quiet)
-            return embed_files(sources, EmbedSettings(**paths, **options))
+            return embed_files(sources, EmbedSettings(**paths, **options), rank=rank,
+                               world=world)
 
         return run_batch(audio, process, "Embedding")
 

@@ -42,7 +42,8 @@ class Reporter:
         print_error(message)
 
     @contextmanager
-    def progress(self, verb: str, total: int) -> Iterator[BatchProgress]:
+    def progress(self, verb: str, total: int | None) -> Iterator[BatchProgress]:
+        """``total`` may be None (still being counted): ``set_total`` fills it in later."""
         columns = (TextColumn("[bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                    TextColumn("{task.description}"))
@@ -87,9 +88,20 @@ class BatchProgress:
     def file_done(self, result: FileResult) -> None:
         self._progress.update(self._files, advance=1, description=escape(result.source.name))
 
+    def set_total(self, files: int) -> None:
+        self._progress.update(self._files, total=files)
+
+    def set_done(self, files: int) -> None:
+        """Files done over every rank (torchrun), as counted by rank 0."""
+        self._progress.update(self._files, completed=files)
+
     def on_total(self, images: int, steps: int) -> None:
-        self._images = self._progress.add_task("", total=images, label="Images", unit="images")
-        self._steps = self._progress.add_task("", total=steps, label="Steps", unit="steps")
+        """Adds to the image and step totals (the plan grows as the files stream in)."""
+        if self._images is None:
+            self._images = self._progress.add_task("", total=0, label="Images", unit="images")
+            self._steps = self._progress.add_task("", total=0, label="Steps", unit="steps")
+        for task, more in ((self._images, images), (self._steps, steps)):
+            self._progress.update(task, total=self._progress.tasks[task].total + more)
 
     def on_step(self) -> None:
         if self._steps is not None:

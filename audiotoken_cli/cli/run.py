@@ -22,28 +22,82 @@ def components(model: str, given: dict, roles: tuple[str, ...], offline: bool, q
 
 
 def run_batch(arguments: list[str], process, verb: str) -> int:
-    """Expand inputs, run ``process`` over them with a progress bar, print a summary.
+    """Expand inputs (lazily), run ``process(sources, progress, rank=, world=)`` over them with a
+    progress display, print a summary.
 
-    Returns the exit code: 0 when every file worked (or was skipped), 1 when any failed.
+    The files stream in as they are found; their number is counted in a background thread for
+    the bar. Under torchrun / accelerate each rank processes its share and rank 0 alone reports:
+    one progress display, one summary. Returns the exit code, the same on every rank: 0 when
+    every file worked (or was skipped), 1 when any failed on any rank.
     """
-    from audiotoken_cli.cli.report import Reporter
-    from audiotoken_cli.files import FileResult, expand_inputs
+    import threading
 
-    sources, input_errors = expand_inputs(arguments)
+    from audiotoken_cli.cli.report import Reporter
+    from audiotoken_cli.files import InputError, expand_inputs, missing_inputs
+    from audiotoken_cli.pipeline.sharding import Shards, launched_world
+
+    missing = missing_inputs(arguments)
+    present = [argument for argument in arguments if argument not in missing]
+    shards = Shards() if launched_world() > 1 else None
+    main = shards is None or shards.main
     reporter = Reporter()
-    results: list[FileResult] = []
-    for error in input_errors:
-        reporter.error(str(error))
-    if sources:
-        with reporter.progress(verb, total=len(sources)) as progress:
-            for result in process(sources, progress):
-                if result.failed:
+    input_errors = list(missing.values())
+    if main:
+        for error in input_errors:
+            reporter.error(str(error))
+
+    def files():
+        for item in expand_inputs(present):
+            if isinstance(item, InputError):
+                input_errors.append(item)
+                if main:
+                    reporter.error(str(item))
+            else:
+                yield item
+
+    stream = files()
+    first = next(stream, None)
+    results = []
+    if first is not None:
+        from itertools import chain
+
+        with reporter.progress(verb, total=None) as progress:
+            threading.Thread(target=lambda: progress.set_total(_count_files(present)),
+                             daemon=True, name="audiotoken-count").start()
+            rank, world = (0, 1) if shards is None else (shards.rank, shards.world)
+            for result in process(chain([first], stream), progress, rank=rank, world=world):
+                if result.failed and main:
                     reporter.error(result.message)
                 results.append(result)
-                progress.file_done(result)
-    reporter.summary(results)
+                if shards is not None:
+                    shards.file_done()
+                if main:
+                    progress.file_done(result)
+            if shards is not None:
+                shards.wait_for_others(progress.set_done)
     failed = len(input_errors) + sum(result.failed for result in results)
+    if shards is not None:
+        own = results
+        results = shards.gather(results)
+        if main:  # rank 0 printed its own failures as they came; now the others' (input i: rank i % W)
+            for index, result in enumerate(results):
+                if result.failed and index % shards.world:
+                    reporter.error(result.message)
+        # Input errors are the same on every rank: count them once.
+        failed = shards.total_failures(sum(result.failed for result in own)) + len(input_errors)
+        shards.close()
+    if main:
+        reporter.summary(results)
     return 1 if failed else 0
+
+
+def _count_files(arguments: list[str]) -> int:
+    """How many files the arguments name: a second, cheap walk, for the bar's total."""
+    from pathlib import Path
+
+    from audiotoken_cli.files import expand_inputs
+
+    return sum(isinstance(item, Path) for item in expand_inputs(arguments))
 
 
 def guarded(ctx: typer.Context, body) -> int:
