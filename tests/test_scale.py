@@ -230,6 +230,7 @@ def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
 
 
 def test_torchrun_shards_generate_and_embed_like_one_process(models, tmp_path):
+    """2 processes (gloo) over 6 clips: same names, same pixels, one summary, one exit code."""
     clips = make_clips(tmp_path / "in", 6)
     clips[4].write_bytes(b"broken")  # a failure on rank 0 (index 4 % 2): exit code 1 everywhere
     common = ["--sd", str(models["sd"]), "--audio-encoder", str(TINY_BEATS), "--embedder",
@@ -238,7 +239,10 @@ def test_torchrun_shards_generate_and_embed_like_one_process(models, tmp_path):
     single = subprocess.run([sys.executable, "-m", "audiotoken_cli", "generate",
                              str(tmp_path / "in"), *common, "-o", str(tmp_path / "one")],
                             capture_output=True, text=True, timeout=300, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200",
+                                 "OMP_NUM_THREADS": "1"})
+    # torchrun gives each worker OMP_NUM_THREADS=1; the single run uses the same, since float
+    # sums on the CPU depend on how many threads share them (the sharding itself must not).
     sharded = torchrun("generate", str(tmp_path / "in"), *common, "-o", str(tmp_path / "two"))
     assert single.returncode == 1 and sharded.returncode == 1, sharded.stderr[-3000:]
     one = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
