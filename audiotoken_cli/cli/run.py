@@ -59,11 +59,14 @@ def run_batch(arguments: list[str], process, verb: str) -> int:
     first = next(stream, None)
     results = []
     if first is not None:
+        from contextlib import nullcontext
         from itertools import chain
 
-        with reporter.progress(verb, total=None) as progress:
-            threading.Thread(target=lambda: progress.set_total(_count_files(present)),
-                             daemon=True, name="audiotoken-count").start()
+        display = reporter.progress(verb, total=None) if main else nullcontext(_Silent())
+        with display as progress:
+            if main:
+                threading.Thread(target=lambda: progress.set_total(_count_files(present)),
+                                 daemon=True, name="audiotoken-count").start()
             rank, world = (0, 1) if shards is None else (shards.rank, shards.world)
             for result in process(chain([first], stream), progress, rank=rank, world=world):
                 if result.failed and main:
@@ -71,8 +74,7 @@ def run_batch(arguments: list[str], process, verb: str) -> int:
                 results.append(result)
                 if shards is not None:
                     shards.file_done()
-                if main:
-                    progress.file_done(result)
+                progress.file_done(result)
             if shards is not None:
                 shards.wait_for_others(progress.set_done)
     failed = len(input_errors) + sum(result.failed for result in results)
@@ -89,6 +91,13 @@ def run_batch(arguments: list[str], process, verb: str) -> int:
     if main:
         reporter.summary(results)
     return 1 if failed else 0
+
+
+class _Silent:
+    """The progress display of ranks other than 0: they report through rank 0."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
 
 
 def _count_files(arguments: list[str]) -> int:
