@@ -46,7 +46,7 @@ class PngWriter:
                 return
             path, image, info, done = item
             try:
-                write_atomically(path, lambda tmp: save_png(tmp, image, info))
+                write_atomically(path, lambda tmp, im=image, i=info: save_png(tmp, im, i))
             except Exception as error:  # reported as that file's failure; the run goes on
                 done(path, error)
             else:
