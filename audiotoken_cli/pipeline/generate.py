@@ -110,8 +110,9 @@ def generate_files(sources: Iterable[Path], settings: GenerateSettings,
     renderer = ImageRenderer.load(settings)
     writer = PngWriter(limit=2 * renderer.batch_size)
     requests = chain([first], (item for item in planned if item is not None))
+    stream = renderer.stream(requests, events.on_step)
     try:
-        for result in renderer.stream(requests, events.on_step):
+        for result in stream:
             state: _FileState = result.request.key
             if isinstance(result, RenderFailure):
                 ledger.fail(state, result.message)
@@ -123,6 +124,7 @@ def generate_files(sources: Iterable[Path], settings: GenerateSettings,
                               _on_written(ledger, state, events))
             yield from ledger.ready()
     finally:
+        stream.close()  # stops the decoding thread now, not when the generator is collected
         writer.close()  # queued images are finished (atomically) even on Ctrl-C
     yield from ledger.ready()
 
