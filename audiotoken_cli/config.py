@@ -112,6 +112,9 @@ class GenerateSettings:
     low_vram: bool = False
     lora: Path | None = None
     runtime: RuntimeSettings = RuntimeSettings()
+    lcm_lora: Path | None = None  # --fast: the LCM-LoRA fused into the UNet, LCM scheduler
+    taesd: Path | None = None  # --fast: the tiny autoencoder decodes instead of the VAE
+    compile: bool = False  # torch.compile the UNet (pays off over many batches on a GPU)
 
 
 PAPER_WARMUP_STEPS = 500

@@ -11,7 +11,7 @@ import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,32 +52,32 @@ class InputProblem:
     error: InputError
 
 
-def expand_arguments(arguments: Iterable[str]) -> list[InputFile | InputProblem]:
-    """Files, folders and glob patterns to media files, in the order given, de-duplicated (a file
-    keeps the root of the first argument that found it). An argument that yields nothing (a
-    missing file, an empty folder, a pattern matching nothing) comes back as an error in its
-    place, so the rest of the batch still runs and the summary can list it."""
-    entries: list[InputFile | InputProblem] = []
+def expand_arguments(arguments: Iterable[str]) -> Iterator[InputFile | InputProblem]:
+    """Files, folders and glob patterns to media files, lazily, in the order given, de-duplicated
+    (a file keeps the root of the first argument that found it).
+
+    Folders are searched recursively; patterns are expanded here too, for shells (and Windows)
+    that pass them through unexpanded. An argument that yields nothing comes back as a problem in
+    its place, so the rest of the batch still runs and the summary can list it. Lazy so that
+    10,000 files, or a glob over a large tree, start rendering at once; only the set of paths seen
+    so far is kept.
+    """
     seen: set[Path] = set()
     for argument in arguments:
-        try:
-            found = _expand_one(argument)
-        except InputError as error:
-            entries.append(InputProblem(argument, error))
-            continue
         root = _argument_root(argument)
-        for path in found:
-            if path not in seen:
-                seen.add(path)
-                entries.append(InputFile(path, path.parent if root is None else root))
-    return entries
+        try:
+            for path in _expand_one(argument):
+                if path not in seen:
+                    seen.add(path)
+                    yield InputFile(path, path.parent if root is None else root)
+        except InputError as error:
+            yield InputProblem(argument, error)
 
 
-def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[InputError]]:
-    """``expand_arguments`` as (files, errors)."""
-    entries = expand_arguments(arguments)
-    return ([e.path for e in entries if isinstance(e, InputFile)],
-            [e.error for e in entries if isinstance(e, InputProblem)])
+def expand_inputs(arguments: Iterable[str]) -> Iterator[Path | InputError]:
+    """``expand_arguments`` as a stream of paths and errors."""
+    for entry in expand_arguments(arguments):
+        yield entry.path if isinstance(entry, InputFile) else entry.error
 
 
 def _argument_root(argument: str) -> Path | None:
@@ -96,33 +96,58 @@ def _argument_root(argument: str) -> Path | None:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _expand_one(argument: str) -> list[Path]:
+def missing_inputs(arguments: Iterable[str]) -> dict[str, InputError]:
+    """Plain file arguments that do not exist: cheap to check, so said before any model loads
+    or downloads for a run that has nothing to do."""
+    missing = {}
+    for argument in arguments:
+        if not GLOB_CHARACTERS & set(argument) and not Path(argument).expanduser().exists():
+            missing[argument] = InputError(f"{Path(argument).expanduser()}: no such file")
+    return missing
+
+
+def _expand_one(argument: str) -> Iterator[Path]:
     path = Path(argument).expanduser()
     if path.is_dir():
-        media = _media_in_folder(path)
-        if not media:
+        if not _first(_media_in_folder(path)):
             raise InputError(f"{argument}: no audio or video files in this folder")
-        return media
+        yield from _media_in_folder(path)
+        return
     if path.exists():
-        return [path]
+        yield path
+        return
     if not GLOB_CHARACTERS & set(argument):
-        # Said now, before any model loads or downloads for a run that has nothing to do.
         raise InputError(f"{path}: no such file")
-    matches = sorted(glob.glob(os.path.expanduser(argument), recursive=True))
-    media: list[Path] = []
-    for match in map(Path, matches):
-        if match.is_dir():
-            media.extend(_media_in_folder(match))
-        elif is_media_file(match):
-            media.append(match)
-    if not media:
+    found = False
+    # iglob walks the tree as it goes; each match's order is the file system's, so a folder's
+    # own files are still sorted (by _media_in_folder).
+    for match in map(Path, glob.iglob(os.path.expanduser(argument), recursive=True)):
+        media = _media_in_folder(match) if match.is_dir() else iter([match] * is_media_file(match))
+        for file in media:
+            found = True
+            yield file
+    if not found:
         raise InputError(f"{argument}: matches no audio or video files")
-    return media
 
 
-def _media_in_folder(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_media_file(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _first(iterator: Iterator[Path]) -> bool:
+    return next(iterator, None) is not None
+
+
+def _media_in_folder(folder: Path) -> Iterator[Path]:
+    """Media files under ``folder`` in sorted path order, walked lazily (one folder listed at a
+    time), so the first file comes without listing the whole tree. Hidden entries are skipped."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            yield from _media_in_folder(Path(entry.path))
+        elif entry.is_file() and is_media_file(Path(entry.path)):
+            yield Path(entry.path)
 
 
 def mirrored_folder(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
@@ -150,17 +175,27 @@ def output_path(source: Path, suffix: str, output_dir: Path | None,
 def find_collisions(plan: dict[Path, list[Path]]) -> dict[Path, InputError]:
     """Inputs whose outputs another input already claims (``a/x.wav`` and ``b/x.mp3`` into one
     ``-o`` folder, or ``x.wav`` beside ``x.mp3``). The first input keeps its name."""
-    owner: dict[Path, Path] = {}
-    errors: dict[Path, InputError] = {}
-    for source, outputs in plan.items():
+    claims = OutputClaims()
+    errors = {source: claims.claim(source, outputs) for source, outputs in plan.items()}
+    return {source: error for source, error in errors.items() if error is not None}
+
+
+class OutputClaims:
+    """``find_collisions`` as the stream goes: each input claims its outputs in input order."""
+
+    def __init__(self):
+        self._owner: dict[Path, Path] = {}
+
+    def claim(self, source: Path, outputs: Iterable[Path]) -> InputError | None:
+        error = None
         for output in outputs:
-            first = owner.setdefault(output.resolve(), source)
-            if first != source:
-                errors[source] = InputError(
+            first = self._owner.setdefault(output.resolve(), source)
+            if first != source and error is None:
+                error = InputError(
                     f"{source}: its output {output.name} would overwrite the one for {first}; "
                     "rename one of them or process them separately"
                 )
-    return errors
+        return error
 
 
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:

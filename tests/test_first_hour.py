@@ -61,8 +61,8 @@ def two_folders(tmp_path) -> Path:
 
 def test_inputs_come_back_in_order_with_their_roots(two_folders, tmp_path):
     (tmp_path / "empty").mkdir()
-    entries = expand_arguments([str(two_folders / "**" / "*.wav"), str(tmp_path / "nope.wav"),
-                                str(tmp_path / "empty"), str(two_folders / "dog" / "clip2.wav")])
+    entries = list(expand_arguments([str(two_folders / "**" / "*.wav"), str(tmp_path / "nope.wav"),
+                                str(tmp_path / "empty"), str(two_folders / "dog" / "clip2.wav")]))
     assert [type(e) for e in entries] == [InputFile, InputFile, InputProblem, InputProblem]
     assert [e.root for e in entries[:2]] == [two_folders, two_folders]
     assert [e.path.parent.name for e in entries[:2]] == ["dog", "rain"]

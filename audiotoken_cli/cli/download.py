@@ -32,6 +32,8 @@ def download(
     embedder: EmbedderOption = None,
     lora: Annotated[Optional[str], typer.Option(
         "--lora", metavar="SPEC", help="Also fetch this UNet LoRA.", show_default=False)] = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Also fetch generate --fast's LCM-LoRA and tiny autoencoder.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fetch, verify and cache a preset's weights for offline use.
@@ -51,8 +53,8 @@ def download(
 
         given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
         # Small files first: a bad checksum shows before gigabytes of Stable Diffusion.
-        paths = components(model, given, ("audio_encoder", "embedder", "sd", "lora"),
-                            offline=False, quiet=quiet)
+        roles = ("audio_encoder", "embedder", "sd", "lora") + (("lcm_lora", "taesd") if fast else ())
+        paths = components(model, given, roles, offline=False, quiet=quiet)
         # One verified load makes the safetensors copies that every later run loads.
         load_beats_fast(paths["audio_encoder"])
         load_embedder_fast(paths["embedder"])

@@ -61,11 +61,12 @@ def embed(
     def body() -> int:
         from audiotoken_cli.pipeline.tokens import embed_files
 
-        def process(sources, progress, roots):
+        def process(sources, progress, roots, rank, world):
             progress.on_phase("finding the models")
             paths = components(model, given, ("audio_encoder", "embedder"), offline, quiet)
             progress.on_phase("loading models and encoding")
-            return embed_files(sources, EmbedSettings(**paths, **options), roots)
+            return embed_files(sources, EmbedSettings(**paths, **options), roots, rank=rank,
+                               world=world)
 
         return run_batch(audio, process, "Embedding", Nouns("token file", "sound", "embed"), output_dir)
 

@@ -49,6 +49,7 @@ class Scheduler(str, Enum):
              "  audiotoken generate dog.wav rain.mp3 -n 4 --seed 7\n"
              "  audiotoken generate clips/ --scheduler pndm --steps 50 -o renders/\n"
              "  audiotoken generate bird.wav --embedder run/ --prompt 'a painting of <*>'\n"
+             "  audiotoken generate clips/ --fast\n"
              "  audiotoken generate --from dog_seed7.png -o again/")
 def generate(
     ctx: typer.Context,
@@ -66,9 +67,12 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(
         "--seed", "-s", min=0, metavar="SEED", help="Base seed: image i of each sound uses seed+i. "
         "Random (and printed) when omitted.", show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="Denoising steps.")] = 25,
-    guidance: Annotated[float, typer.Option("--guidance", "-g", min=0.0, metavar="SCALE",
-                                            help="Classifier-free guidance scale.")] = 7.5,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=1, metavar="N", help="Denoising steps [default: 25; 4 with --fast].",
+        show_default=False)] = None,
+    guidance: Annotated[Optional[float], typer.Option(
+        "--guidance", "-g", min=0.0, metavar="SCALE", help="Classifier-free guidance scale "
+        "[default: 7.5; 1.0 (off) with --fast].", show_default=False)] = None,
     prompt: Annotated[str, typer.Option(
         "--prompt", metavar="TEXT", help="Prompt; <*> marks where the sound goes (exactly once).")]
         = "a photo of <*>",
@@ -78,9 +82,22 @@ def generate(
                                        "8.")] = 512,
     height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX", help="Image height, a multiple "
                                         "of 8.")] = 512,
-    scheduler: Annotated[Scheduler, typer.Option(
-        "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]", help="Sampler. pndm keeps the model's own scheduler; with --steps 50 it is "
-        "the paper's setting.")] = Scheduler.dpmpp,
+    scheduler: Annotated[Optional[Scheduler], typer.Option(
+        "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]", help="Sampler [default: dpm++]. "
+        "pndm keeps the model's own scheduler; with --steps 50 it is the paper's setting.",
+        show_default=False)] = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="LCM-LoRA, 4 steps, guidance off, and the tiny TAESD decoder: 12x "
+        "fewer UNet evaluations, for CPUs. Softer images.")] = False,
+    lcm_lora: Annotated[Optional[str], typer.Option(
+        "--lcm-lora", metavar="SPEC", help="--fast's LCM-LoRA (pytorch_lora_weights.safetensors): "
+        "a path, URL or hub id. Default: the preset's.", show_default=False)] = None,
+    taesd: Annotated[Optional[str], typer.Option(
+        "--taesd", metavar="SPEC", help="--fast's tiny autoencoder (a diffusers AutoencoderTiny "
+        "folder): a path or hub id. Default: the preset's.", show_default=False)] = None,
+    compile_unet: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the UNet: faster batches after a one-time compilation "
+        "warm-up; for long runs on a GPU.")] = False,
     output_dir: OutputDir = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per UNet call (default: what fits the device).",
@@ -114,15 +131,17 @@ def generate(
     'parameters' chunk and a JSON 'audiotoken' chunk), which --from reads back.
     """
     from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
+    from audiotoken_cli.render.fast import FAST_GUIDANCE, FAST_SCHEDULER, FAST_STEPS
 
     values = dict(num_images=num_images, seed=seed, steps=steps, guidance=guidance,
                   prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-                  scheduler=scheduler.value, start=start, duration=duration, sd=sd,
-                  audio_encoder=audio_encoder, embedder=embedder, lora=lora,
-                  dtype=dtype.value)
+                  scheduler=None if scheduler is None else scheduler.value, start=start,
+                  duration=duration, sd=sd, audio_encoder=audio_encoder, embedder=embedder,
+                  lora=lora, lcm_lora=lcm_lora, taesd=taesd, dtype=dtype.value)
     inputs = list(audio or [])
     if from_image is not None:
         inputs = _apply_image_settings(ctx, from_image, values, inputs)
+        fast = fast or values["scheduler"] == FAST_SCHEDULER
     if example is not None:
         try:
             inputs.append(str(example_path(example)))
@@ -135,34 +154,47 @@ def generate(
     if values["prompt"].count("<*>") != 1:
         raise typer.BadParameter(f"{values['prompt']!r} must contain the placeholder <*> exactly "
                                  "once, e.g. 'a photo of <*>'", param_hint="--prompt")
+    if fast and values["scheduler"] not in (None, FAST_SCHEDULER):
+        raise typer.BadParameter("--fast samples with the LCM scheduler; drop --scheduler",
+                                 param_hint="--scheduler")
+    if (values["lcm_lora"] or values["taesd"]) and not fast:
+        raise typer.BadParameter("--lcm-lora and --taesd are --fast's weights; add --fast",
+                                 param_hint="--lcm-lora/--taesd")
     random_seed = values["seed"] is None
     if random_seed:
         values["seed"] = secrets.randbelow(2**31)
+    steps_default, guidance_default = (FAST_STEPS, FAST_GUIDANCE) if fast else (25, 7.5)
     options = dict(
-        seed=values["seed"], num_images=values["num_images"], steps=values["steps"],
-        guidance=values["guidance"], prompt=values["prompt"],
-        negative_prompt=values["negative_prompt"], width=values["width"],
-        height=values["height"], scheduler=values["scheduler"],
-        window=Window(start=values["start"], duration=values["duration"]),
+        seed=values["seed"], num_images=values["num_images"],
+        steps=values["steps"] or steps_default,
+        guidance=guidance_default if values["guidance"] is None else values["guidance"],
+        prompt=values["prompt"], negative_prompt=values["negative_prompt"],
+        width=values["width"], height=values["height"],
+        scheduler=FAST_SCHEDULER if fast else (values["scheduler"] or Scheduler.dpmpp.value),
+        window=Window(start=values["start"], duration=values["duration"]), compile=compile_unet,
         batch_size=batch_size, output_dir=output_dir, overwrite=overwrite,
         safety_checker=safety_checker, low_vram=low_vram,
         runtime=RuntimeSettings(device=device.value, dtype=values["dtype"]),
     )
-    given = {role: values[role] for role in ("sd", "audio_encoder", "embedder", "lora")}
+    roles = ("sd", "audio_encoder", "embedder", "lora") + (("lcm_lora", "taesd") if fast else ())
+    given = {role: values[role] for role in roles}
     footer = (f"seed {values['seed']} (pass --seed {values['seed']} to make the same images "
               "again)") if random_seed else None
 
     def body() -> int:
+        from audiotoken_cli.errors import UsageError
         from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files
 
-        def process(sources, progress, roots):
+        def process(sources, progress, roots, rank, world):
             progress.on_phase("finding the models")
-            paths = components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
-                               offline, quiet)
+            paths = components(model, given, roles, offline, quiet)
+            if fast and not (paths.get("lcm_lora") and paths.get("taesd")):
+                raise UsageError(f"--fast needs an LCM-LoRA and a tiny autoencoder; preset "
+                                 f"{model!r} names none: pass --lcm-lora and --taesd")
             settings = GenerateSettings(**paths, **options)
             events = GenerateEvents(on_total=progress.on_total, on_step=progress.on_step,
                                     on_image=progress.on_image, on_phase=progress.on_phase)
-            return generate_files(sources, settings, events, roots)
+            return generate_files(sources, settings, events, roots, rank=rank, world=world)
 
         return run_batch(inputs, process, "Sounds", Nouns("image", "sound", "generate"), output_dir, footer)
 

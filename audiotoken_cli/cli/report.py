@@ -60,14 +60,15 @@ def duration(seconds: float) -> str:
 class Throttle:
     """Plain progress lines: the first, then at most one per interval, and the last."""
 
-    def __init__(self, total: int, interval: float | None = None):
+    def __init__(self, total: int | None, interval: float | None = None):
         self.total, self.interval = total, progress_interval() if interval is None else interval
         self.started = time.monotonic()
         self._last: float | None = None
 
     def due(self, done: int) -> bool:
         now = time.monotonic()
-        if self._last is None or done >= self.total or now - self._last >= self.interval:
+        finished = self.total is not None and done >= self.total
+        if self._last is None or finished or now - self._last >= self.interval:
             self._last = now
             return True
         return False
@@ -75,10 +76,14 @@ class Throttle:
     def rate_and_left(self, done: int, unit: str, first: int = 0) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = (done - first) / elapsed
-        left = (self.total - done) / rate if rate > 0 else None
+        if self.total is None:  # still being counted
+            left, finished = None, False
+        else:
+            left = (self.total - done) / rate if rate > 0 else None
+            finished = done >= self.total
         text = f"{rate:.2f} {unit}/s" if rate < 10 else f"{rate:.0f} {unit}/s"
-        return text + (f", {duration(left)} left" if left is not None and done < self.total
-                       else f", {duration(elapsed)} in all" if done >= self.total else "")
+        return text + (f", {duration(left)} left" if left is not None and not finished
+                       else f", {duration(elapsed)} in all" if finished else "")
 
 
 class Reporter:
@@ -88,8 +93,9 @@ class Reporter:
         print_error(message)
 
     @contextmanager
-    def progress(self, verb: str, total: int,
+    def progress(self, verb: str, total: int | None,
                  command: str = "") -> Iterator[BatchProgress | PlainProgress]:
+        """``total`` may be None (still being counted): ``set_total`` fills it in later."""
         if not _stderr.is_terminal:
             # In a pipe or a log, bars would be noise: plain lines at an interval instead.
             yield PlainProgress(command or verb.lower(), total)
@@ -180,9 +186,20 @@ class BatchProgress:
     def file_done(self, result: FileResult) -> None:
         self._progress.update(self._files, advance=1, description=escape(result.source.name))
 
+    def set_total(self, files: int) -> None:
+        self._progress.update(self._files, total=files)
+
+    def set_done(self, files: int) -> None:
+        """Files done over every rank (torchrun), as counted by rank 0."""
+        self._progress.update(self._files, completed=files)
+
     def on_total(self, images: int, steps: int) -> None:
-        self._images = self._progress.add_task("", total=images, label="Images", unit="images")
-        self._steps = self._progress.add_task("", total=steps, label="Steps", unit="steps")
+        """Adds to the image and step totals (the plan grows as the files stream in)."""
+        if self._images is None:
+            self._images = self._progress.add_task("", total=0, label="Images", unit="images")
+            self._steps = self._progress.add_task("", total=0, label="Steps", unit="steps")
+        for task, more in ((self._images, images), (self._steps, steps)):
+            self._progress.update(task, total=self._progress.tasks[task].total + more)
 
     def on_step(self) -> None:
         if self._steps is not None:
@@ -197,7 +214,7 @@ class PlainProgress:
     """The same events as ``BatchProgress``, as plain lines for logs: phases when they start,
     then images (or files) done of the total with a rate and the time left."""
 
-    def __init__(self, prefix: str, files: int):
+    def __init__(self, prefix: str, files: int | None):
         self._verb = prefix
         self._files = Throttle(files)
         self._files_done = 0
@@ -213,11 +230,21 @@ class PlainProgress:
     def file_done(self, result: FileResult) -> None:
         self._files_done += 1
         if self._images is None and self._files.due(self._files_done):
-            self._line(f"{self._files_done}/{self._files.total} files, "
+            total = "?" if self._files.total is None else self._files.total
+            self._line(f"{self._files_done}/{total} files, "
                        + self._files.rate_and_left(self._files_done, "files"))
 
+    def set_total(self, files: int) -> None:
+        self._files.total = files
+
+    def set_done(self, files: int) -> None:
+        self._files_done = files
+
     def on_total(self, images: int, steps: int) -> None:
-        self._images = Throttle(images)
+        """Adds to the image total: the plan grows as the files stream in."""
+        if self._images is None:
+            self._images = Throttle(0)
+        self._images.total += images
 
     def on_step(self) -> None:
         pass

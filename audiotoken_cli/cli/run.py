@@ -42,41 +42,98 @@ class Nouns:
 
 def run_batch(arguments: list[str], process, verb: str, nouns: Nouns = Nouns(),
               output_dir: Path | None = None, footer: str | None = None) -> int:
-    """Expand inputs, run ``process(sources, progress, roots)`` over them with progress, print a
-    summary in input order (arguments that found no file are rows too), then ``footer`` when
-    anything was written.
+    """Expand inputs (lazily), run ``process(sources, progress, roots, rank=, world=)`` over them
+    with progress, print a summary in input order (arguments that found no file are rows too),
+    then ``footer`` when anything was written.
 
-    Returns the exit code: 0 when every file worked (or was skipped), 1 when any failed.
+    The files stream in as they are found; their number is counted in a background thread for
+    the bar. Under torchrun / accelerate each rank processes its share and rank 0 alone reports:
+    one progress display, one summary. Returns the exit code, the same on every rank: 0 when
+    every file worked (or was skipped), 1 when any failed on any rank.
     """
+    import threading
+    from contextlib import nullcontext
+    from itertools import chain
+
     from audiotoken_cli.cli.report import Reporter
-    from audiotoken_cli.files import FileResult, InputFile, expand_arguments
+    from audiotoken_cli.files import FileResult, InputFile, expand_arguments, missing_inputs
+    from audiotoken_cli.pipeline.sharding import Shards, launched_world
 
     started = time.monotonic()
-    entries = expand_arguments(arguments)
+    missing = missing_inputs(arguments)  # said before any model loads or downloads
+    shards = Shards() if launched_world() > 1 else None
+    main = shards is None or shards.main
     reporter = Reporter()
-    order: dict[Path, int] = {}
-    rows: list[tuple[int, FileResult]] = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, InputFile):
-            order[entry.path] = index
-        else:
-            reporter.error(str(entry.error))
-            rows.append((index, FileResult(Path(entry.argument), "failed",
-                                           message=str(entry.error))))
-    sources = [e.path for e in entries if isinstance(e, InputFile)]
-    roots = {e.path: e.root for e in entries if isinstance(e, InputFile)}
-    if sources:
-        with reporter.progress(verb, len(sources), nouns.command) as progress:
-            for result in process(sources, progress, roots):
-                if result.failed:
+    order: dict[Path, int] = {}  # input position of every file and problem, for the summary
+    roots: dict[Path, Path] = {}
+    problems: list[tuple[int, FileResult]] = []
+    if main:
+        for error in missing.values():
+            reporter.error(str(error))
+
+    def files():
+        for index, entry in enumerate(expand_arguments(arguments)):
+            if isinstance(entry, InputFile):
+                order[entry.path], roots[entry.path] = index, entry.root
+                yield entry.path
+            else:
+                if main and entry.argument not in missing:
+                    reporter.error(str(entry.error))
+                problems.append((index, FileResult(Path(entry.argument), "failed",
+                                                   message=str(entry.error))))
+
+    stream = files()
+    first = next(stream, None)
+    results: list[FileResult] = []
+    if first is not None:
+        display = reporter.progress(verb, None, nouns.command) if main else nullcontext(_Silent())
+        with display as progress:
+            if main:
+                threading.Thread(target=lambda: progress.set_total(_count_files(arguments)),
+                                 daemon=True, name="audiotoken-count").start()
+            rank, world = (0, 1) if shards is None else (shards.rank, shards.world)
+            for result in process(chain([first], stream), progress, roots, rank=rank, world=world):
+                if result.failed and main:
                     reporter.error(result.message)
-                rows.append((order[result.source], result))
+                results.append(result)
+                if shards is not None:
+                    shards.file_done()
                 progress.file_done(result)
-    results = [result for _, result in sorted(rows, key=lambda row: row[0])]
-    reporter.summary(results, nouns, time.monotonic() - started, output_dir)
-    if footer and any(r.status == "written" for r in results):
-        reporter.footer(footer)
-    return EXIT_FAILED if any(r.failed for r in results) else 0
+            if shards is not None:
+                shards.wait_for_others(progress.set_done)
+    failed = len(problems) + sum(result.failed for result in results)
+    if shards is not None:
+        own = results
+        results = shards.gather(results)
+        if main:  # rank 0 printed its own failures as they came; now the others' (file i: rank i % W)
+            for index, result in enumerate(results):
+                if result.failed and index % shards.world:
+                    reporter.error(result.message)
+        # Input problems are the same on every rank: count them once.
+        failed = shards.total_failures(sum(result.failed for result in own)) + len(problems)
+        shards.close()
+    if main:
+        rows = problems + [(order.get(r.source, len(order)), r) for r in results]
+        ordered = [result for _, result in sorted(rows, key=lambda row: row[0])]
+        reporter.summary(ordered, nouns, time.monotonic() - started, output_dir)
+        if footer and any(r.status == "written" for r in ordered):
+            reporter.footer(footer)
+    return EXIT_FAILED if failed else 0
+
+
+class _Silent:
+    """The progress display of ranks other than 0: they report through rank 0."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
+
+
+def _count_files(arguments: list[str]) -> int:
+    """How many files the arguments name: a second, cheap walk, for the bar's total."""
+
+    from audiotoken_cli.files import InputFile, expand_arguments
+
+    return sum(isinstance(entry, InputFile) for entry in expand_arguments(arguments))
 
 
 def guarded(ctx: typer.Context, body) -> int:

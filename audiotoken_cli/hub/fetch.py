@@ -224,6 +224,9 @@ def _folder_complete(folder: Path, role: str) -> bool:
     if role == "sd":
         return (folder / "model_index.json").is_file() and any(
             p.suffix in (".safetensors", ".bin") for p in (folder / "unet").glob("*"))
+    if role == "taesd":
+        return (folder / "config.json").is_file() and any(
+            folder.glob("diffusion_pytorch_model*.safetensors"))
     return (folder / "config.json").is_file() and (folder / "embedder.safetensors").is_file()
 
 
@@ -237,6 +240,9 @@ def choose_files(files: list[str], role: str, prefix: str = "") -> list[str]:
     """
     inside = [f for f in files if not prefix or f.startswith(prefix.rstrip("/") + "/")]
     relative = {f: f[len(prefix.rstrip("/")) + 1:] if prefix else f for f in inside}
+    if role == "taesd":  # the diffusers folder only, not the repo's .pth / encoder copies
+        return [f for f, rel in relative.items() if rel in (
+            "config.json", "diffusion_pytorch_model.safetensors")]
     if role != "sd":
         return [f for f in inside if Path(f).suffix in (".json", ".safetensors", ".txt")]
     chosen = [f for f, rel in relative.items()

@@ -11,9 +11,11 @@ from pathlib import Path
 from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 
 DEFAULT_PRESET = "vggsound"
-ROLES = ("sd", "audio_encoder", "embedder", "lora")
+ROLES = ("sd", "audio_encoder", "embedder", "lora", "lcm_lora", "taesd")
 ROLE_OPTIONS = {"sd": "--sd", "audio_encoder": "--audio-encoder", "embedder": "--embedder",
-                "lora": "--lora"}
+                "lora": "--lora", "lcm_lora": "--lcm-lora", "taesd": "--taesd"}
+FAST_ROLES = ("lcm_lora", "taesd")
+"""Optional: fetched only for ``generate --fast`` (or ``download --fast``)."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".toml", ".npz")
 _HUB_ID = re.compile(
@@ -88,6 +90,8 @@ class Preset:
     audio_encoder: str
     embedder: str
     lora: str | None = None
+    lcm_lora: str | None = None
+    taesd: str | None = None
     description: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
@@ -105,6 +109,8 @@ BUILTIN_PRESETS = {
         sd="CompVis/stable-diffusion-v1-4",
         audio_encoder=f"{PAPER_SPACE}/models/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
         embedder=f"{PAPER_SPACE}/models/embedder_learned_embeds.bin",
+        lcm_lora="latent-consistency/lcm-lora-sdv1-5/pytorch_lora_weights.safetensors",
+        taesd="madebyollin/taesd",
         sha256={"audio_encoder":
                 "e5815275a04b6885e7b8af63d120b29bffae2cd2225cf4915e1ec6d819d3022c"},
         # The BEATs file is exact; the others are estimates from the parameter counts, shown
@@ -159,6 +165,7 @@ def _preset_from_table(path: Path, name: str, table: object) -> Preset:
               if table.get(f"{role}_sha256")}
     return Preset(name=name, sd=str(table["sd"]), audio_encoder=str(table["audio_encoder"]),
                   embedder=str(table["embedder"]), lora=table.get("lora"),
+                  lcm_lora=table.get("lcm_lora"), taesd=table.get("taesd"),
                   description=str(table.get("description", "")), sha256=hashes,
                   source=str(path))
 

@@ -1,45 +1,38 @@
 """``audiotoken generate``: images of each sound, written next to it.
 
-    audio ─▶ token (tokens.py) ─▶ prompt embeddings (prompt.py) ─▶ images (diffusion.py) ─▶ PNG
+    files (lazy) ─▶ naming plan ─▶ ImageRenderer (renderer.py: decode ahead, tokens, prompt
+      embeddings, UNet batches) ─▶ PNG writer thread (encode, atomic rename) ─▶ one result per file
 
 Image i of a file uses seed base+i and is named by pipeline/naming.py: ``<stem>_seed<seed>.png``,
 or beside it with a settings tag when that name holds an image made with other settings; an image
-already made with these settings is skipped rather than made again (unless --overwrite).
+already made with these settings is skipped rather than made again (unless --overwrite). The plan
+is made as the files stream in, so a folder of
+10,000 files starts rendering at once. Under torchrun each rank takes every world-th file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
-import torch
-
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.files import (
-    FileResult,
-    find_collisions,
-    write_atomically,
-)
-from audiotoken_cli.pipeline.metadata import RunMetadata, save_png
-from audiotoken_cli.pipeline.naming import PlannedImage, plan_images
-from audiotoken_cli.pipeline.tokens import AudioTokenizer, tokenize_files
-from audiotoken_cli.render.diffusion import (
-    ImageJob,
-    RenderSettings,
-    auto_batch_size,
-    check_size,
-    load_pipeline,
-    render,
-    use_scheduler,
-)
-from audiotoken_cli.render.prompt import PromptEncoder, check_prompt
+from audiotoken_cli.files import FileResult, OutputClaims
+from audiotoken_cli.pipeline.naming import plan_images
+from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderFailure, Request, Sound
+from audiotoken_cli.pipeline.writer import PngWriter
+from audiotoken_cli.render.prompt import check_prompt
 
 
 @dataclass
 class GenerateEvents:
-    """Hooks for a progress display; all optional."""
+    """Hooks for a progress display; all optional, called from any thread.
+
+    ``on_total(images, steps)`` adds to the totals as the plan grows (once per file with work).
+    """
 
     on_total: Callable[[int, int], None] = lambda images, steps: None
     on_step: Callable[[], None] = lambda: None
@@ -47,101 +40,157 @@ class GenerateEvents:
     on_phase: Callable[[str], None] = lambda phase: None  # "loading models", "decoding", ...
 
 
-
-
 @dataclass
-class _FileProgress:
-    pending: int
+class _FileState:
+    source: Path
+    paths: dict[int, Path] = field(default_factory=dict)  # seed → planned image, still to do
+    pending: int = 0
+    existed: int = 0
     written: list[Path] = field(default_factory=list)
     blocked: list[Path] = field(default_factory=list)
-    existed: int = 0
+    failure: str | None = None
+    result: FileResult | None = None  # set once the file is finished
 
 
+class _Ledger:
+    """Files in input order until they finish; results leave from the head only, so they come out
+    in input order whichever thread finished them."""
 
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._files: deque[_FileState] = deque()
 
-def generate_files(sources: Sequence[Path], settings: GenerateSettings,
-                   events: GenerateEvents | None = None,
-                   roots: Mapping[Path, Path] | None = None) -> Iterator[FileResult]:
-    """Render ``settings.num_images`` images per source; yield one result per source.
+    def add(self, state: _FileState) -> None:
+        with self._lock:
+            self._files.append(state)
 
-    ``roots``: each source's input root, mirrored under ``settings.output_dir``.
-    """
-    events = events or GenerateEvents()
-    check_prompt(settings.prompt)
-    device = resolve_device(settings.runtime.device)
-    dtype = resolve_dtype(settings.runtime.dtype, device)
-    plan = plan_images(sources, settings, str(dtype).removeprefix("torch."), roots)
-    collisions = find_collisions({s: [image.path for image in images] for s, images in plan.items()})
-    todo: dict[Path, list[PlannedImage]] = {}
-    progress: dict[Path, _FileProgress] = {}
-    for source in sources:
-        if source in collisions:
-            yield FileResult(source, "failed", message=str(collisions[source]))
-            continue
-        missing = [image for image in plan[source] if not image.exists]
-        if not missing:
-            yield FileResult(source, "skipped", tuple(i.path for i in plan[source]),
-                             "made with these settings already; --overwrite makes them again")
-            continue
-        todo[source] = missing
-        progress[source] = _FileProgress(len(missing), existed=len(plan[source]) - len(missing))
-    if not todo:
-        return
-
-    events.on_phase("loading models")
-    # Both model loads come before any audio work, so a bad model fails fast.
-    tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
-    pipe = load_pipeline(settings.sd, device, dtype, safety_checker=settings.safety_checker,
-                         low_vram=settings.low_vram)
-    if settings.lora is not None:
-        from audiotoken_cli.models.lora import apply_paper_lora
-
-        apply_paper_lora(pipe.unet, settings.lora)
-    use_scheduler(pipe, settings.scheduler)
-    check_size(settings.width, settings.height, pipe)
-    encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
-    encoder.check_token_width(tokenizer.token_dim, str(settings.embedder), str(settings.sd))
-    with torch.inference_mode():
-        negative = encoder.encode([settings.negative_prompt])[0]  # (77, d)
-
-    events.on_phase("decoding")
-    jobs: list[tuple[PlannedImage, ImageJob]] = []
-    for source, token, failure in tokenize_files(tokenizer, list(todo), settings.window):
-        if failure is not None:
-            del progress[source]
-            yield failure
-            continue
-        with torch.inference_mode():
-            prompt_embeds = encoder.encode([settings.prompt], token[None])[0]  # (77, d)
-        jobs += [(image, ImageJob(prompt_embeds, negative, image.seed)) for image in todo[source]]
-
-    metadata = RunMetadata.collect(settings, tokenizer)
-    render_settings = RenderSettings(settings.steps, settings.guidance, settings.width,
-                                     settings.height, settings.scheduler)
-    batch_size = settings.batch_size or auto_batch_size(device, settings.width, settings.height)
-    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
-    events.on_phase("rendering")
-    events.on_total(len(jobs), len(batches) * settings.steps)
-    for batch in batches:
-        images = render(pipe, [job for _, job in batch], render_settings, events.on_step)
-        for (planned, _), image in zip(batch, images):
-            state = progress[planned.source]
-            if image is None:
-                state.blocked.append(planned.path)
+    def image_done(self, state: _FileState, path: Path, *, blocked: bool = False,
+                   error: str | None = None) -> None:
+        with self._lock:
+            if error is not None:
+                state.failure = state.failure or error
             else:
-                info = metadata.for_image(planned)
-                write_atomically(planned.path, lambda tmp, im=image, i=info: save_png(tmp, im, i))
-                state.written.append(planned.path)
-            events.on_image(planned.path)
+                (state.blocked if blocked else state.written).append(path)
             state.pending -= 1
             if state.pending == 0:
-                yield _file_result(planned.source, state)
+                state.result = _file_result(state)
+
+    def fail(self, state: _FileState, message: str) -> None:
+        with self._lock:
+            state.pending = 0
+            state.failure = message
+            state.result = _file_result(state)
+
+    def ready(self) -> Iterator[FileResult]:
+        while True:
+            with self._lock:
+                if not self._files or self._files[0].result is None:
+                    return
+                state = self._files.popleft()
+            yield state.result
 
 
-def _file_result(source: Path, state: _FileProgress) -> FileResult:
+def generate_files(sources: Iterable[Path], settings: GenerateSettings,
+                   events: GenerateEvents | None = None,
+                   roots: Mapping[Path, Path] | None = None, *, rank: int = 0, world: int = 1
+                   ) -> Iterator[FileResult]:
+    """Render ``settings.num_images`` images per source; yield one result per source (this
+    rank's sources only: those whose input index is ``rank`` modulo ``world``), in input order.
+    Models load only when some file needs an image. ``roots``: each source's input root,
+    mirrored under ``settings.output_dir`` (filled as the sources stream in)."""
+    events = events or GenerateEvents()
+    check_prompt(settings.prompt)
+    ledger = _Ledger()
+    planned = _plan(sources, settings, ledger, events, {} if roots is None else roots, rank, world)
+    first = None
+    for item in planned:  # skipped files are reported before any model loads
+        yield from ledger.ready()
+        if item is not None:
+            first = item
+            break
+    if first is None:
+        yield from ledger.ready()
+        return
+    events.on_phase("loading models")
+    renderer = ImageRenderer.load(settings)
+    events.on_phase("rendering")
+    writer = PngWriter(limit=2 * renderer.batch_size)
+    requests = chain([first], (item for item in planned if item is not None))
+    stream = renderer.stream(requests, events.on_step)
+    try:
+        for result in stream:
+            state: _FileState = result.request.key
+            if isinstance(result, RenderFailure):
+                ledger.fail(state, result.message)
+            elif result.image is None:
+                ledger.image_done(state, state.paths[result.seed], blocked=True)
+                events.on_image(state.paths[result.seed])
+            else:
+                writer.submit(state.paths[result.seed], result.image, result.info,
+                              _on_written(ledger, state, events))
+            yield from ledger.ready()
+    finally:
+        stream.close()  # stops the decoding thread now, not when the generator is collected
+        writer.close()  # queued images are finished (atomically) even on Ctrl-C
+    yield from ledger.ready()
+
+
+def _on_written(ledger: _Ledger, state: _FileState, events: GenerateEvents):
+    def done(path: Path, error: BaseException | None) -> None:
+        message = None if error is None else f"{state.source}: could not write {path} ({error})"
+        ledger.image_done(state, path, error=message)
+        events.on_image(path)
+    return done
+
+
+def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
+          events: GenerateEvents, roots: Mapping[Path, Path], rank: int, world: int
+          ) -> Iterator[Request | None]:
+    """A request per file with images to make; None for every other file (so the caller can
+    report as it goes). Every rank claims every file's names, so a collision is caught the same
+    way whichever rank owns the file."""
+    claims = OutputClaims()
+    dtype = _dtype_name(settings)
+    for index, source in enumerate(sources):
+        images = plan_images([source], settings, dtype, roots)[source]
+        collision = claims.claim(source, [image.path for image in images])
+        if index % world != rank:
+            yield None
+            continue
+        if collision is not None:
+            ledger.add(_FileState(source, result=FileResult(source, "failed",
+                                                             message=str(collision))))
+            yield None
+            continue
+        missing = [image for image in images if not image.exists]
+        if not missing:
+            ledger.add(_FileState(source, result=FileResult(
+                source, "skipped", tuple(image.path for image in images),
+                "made with these settings already; --overwrite makes them again")))
+            yield None
+            continue
+        state = _FileState(source, {image.seed: image.path for image in missing}, len(missing),
+                           existed=len(images) - len(missing))
+        ledger.add(state)
+        events.on_total(len(missing), len(missing) * settings.steps)
+        yield Request(Sound(source.name, path=source), tuple(image.seed for image in missing),
+                      key=state)
+
+
+def _file_result(state: _FileState) -> FileResult:
+    if state.failure is not None:
+        return FileResult(state.source, "failed", tuple(state.written), state.failure)
     notes = []
     if state.existed:
         notes.append(f"{state.existed} existed")
     if state.blocked:
         notes.append(f"{len(state.blocked)} blocked by the safety checker, not saved")
-    return FileResult(source, "written", tuple(state.written), "; ".join(notes))
+    return FileResult(state.source, "written", tuple(state.written), "; ".join(notes))
+
+
+def _dtype_name(settings: GenerateSettings) -> str:
+    """The dtype the run will use (``auto`` resolved), as the images' metadata records it."""
+    from audiotoken_cli.devices import resolve_device, resolve_dtype
+
+    device = resolve_device(settings.runtime.device)
+    return str(resolve_dtype(settings.runtime.dtype, device)).removeprefix("torch.")

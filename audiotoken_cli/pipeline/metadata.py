@@ -12,6 +12,7 @@ from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.files import cached_sha256, file_sha256
 from audiotoken_cli.pipeline.naming import (
+    MODEL_SETTINGS,
     PIXEL_SETTINGS,
     PlannedImage,
     model_id,
@@ -120,7 +121,7 @@ def settings_from_image(image: Path) -> tuple[dict, str | None]:
     values.update({key: window[key] for key in ("start", "duration") if key in window})
     if info.get("dtype"):
         values["dtype"] = info["dtype"]
-    for role in ("sd", "audio_encoder", "embedder", "lora"):
+    for role in ("sd", "audio_encoder", "embedder", "lora", "lcm_lora", "taesd"):
         path, hub = info.get(role), info.get(f"{role}_hub")
         if path and Path(path).exists():
             values[role] = path
@@ -136,7 +137,7 @@ def same_settings(path: Path, wanted: dict) -> bool:
     if info is None:
         return False
     found = {key: info.get(key) for key in PIXEL_SETTINGS}
-    for key in ("sd", "audio_encoder", "embedder", "lora"):
+    for key in MODEL_SETTINGS:
         found[key] = model_id(found[key]) if found[key] else None
     return found == {key: wanted.get(key) for key in PIXEL_SETTINGS}
 

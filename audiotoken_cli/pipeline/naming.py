@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.files import mirrored_folder
 
 PIXEL_SETTINGS = ("prompt", "negative_prompt", "steps", "guidance", "scheduler", "width",
-                  "height", "window", "dtype", "sd", "audio_encoder", "embedder", "lora")
+                  "height", "window", "dtype", "sd", "audio_encoder", "embedder", "lora",
+                  "lcm_lora", "taesd")
+MODEL_SETTINGS = ("sd", "audio_encoder", "embedder", "lora", "lcm_lora", "taesd")
 """The settings that change an image's pixels besides its sound and seed; the JSON chunk of every
 PNG holds each of them under the same name."""
 
@@ -47,7 +50,8 @@ def image_path(source: Path, seed: int, output_dir: Path | None, root: Path | No
 
 def model_id(path: Path | str | None) -> str | None:
     """How a model is named in settings and metadata: its absolute path."""
-    return str(Path(path).expanduser().resolve()) if path is not None else None
+    # abspath, not resolve: a hub-cache file stays its snapshot path, not the blob it links to.
+    return os.path.abspath(Path(path).expanduser()) if path is not None else None
 
 
 def pixel_settings(settings: GenerateSettings, dtype: str) -> dict:
@@ -60,6 +64,7 @@ def pixel_settings(settings: GenerateSettings, dtype: str) -> dict:
         "window": {k: float(v) for k, v in asdict(settings.window).items()}, "dtype": dtype,
         "sd": model_id(settings.sd), "audio_encoder": model_id(settings.audio_encoder),
         "embedder": model_id(settings.embedder), "lora": model_id(settings.lora),
+        "lcm_lora": model_id(settings.lcm_lora), "taesd": model_id(settings.taesd),
     }
 
 

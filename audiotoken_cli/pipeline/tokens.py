@@ -5,23 +5,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio.worker import decode_windows
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.errors import AudioTokenError, ModelError
+from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
     file_sha256,
-    find_collisions,
+    OutputClaims,
     output_path,
     write_atomically,
 )
@@ -70,77 +71,101 @@ class AudioTokenizer:
         return self.embedder.model(features.float()).float()
 
 
-def embed_files(sources: Sequence[Path], settings: EmbedSettings,
-                roots: Mapping[Path, Path] | None = None) -> Iterator[FileResult]:
-    """Write ``<stem>.safetensors`` for each source; yield one result per source, in order.
+def embed_files(sources: Iterable[Path], settings: EmbedSettings,
+                roots: Mapping[Path, Path] | None = None, *, rank: int = 0,
+                world: int = 1) -> Iterator[FileResult]:
+    """Write ``<stem>.safetensors`` for each source; yield one result per source, in order
+    (this rank's sources only: input index ``rank`` modulo ``world``).
 
-    Models load only if some file needs them. Files are decoded one at a time and encoded in
-    batches of ``settings.batch_size`` windows; a bad file fails alone. ``roots``: each source's
-    input root, mirrored under ``settings.output_dir``.
+    ``sources`` is read lazily. Models load only if some file needs them. Files are decoded in
+    the background and encoded in batches of ``settings.batch_size`` windows; a bad file fails
+    alone. ``roots``: each source's input root, mirrored under ``settings.output_dir`` (filled
+    as the sources stream in).
     """
-    roots = roots or {}
-    plan = {source: [output_path(source, ".safetensors", settings.output_dir, roots.get(source))]
-            for source in sources}
-    collisions = find_collisions(plan)
-    todo: list[Path] = []
-    for source in sources:
-        target = plan[source][0]
-        if source in collisions:
-            yield FileResult(source, "failed", message=str(collisions[source]))
-        elif target.exists() and not settings.overwrite:
-            yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
+    roots = {} if roots is None else roots
+    entries = _embed_plan(sources, settings, roots, rank, world)
+    waiting: deque[FileResult | Path] = deque()
+    first = None
+    for entry in entries:  # skipped files are reported before any model loads
+        if isinstance(entry, FileResult):
+            yield entry
         else:
-            todo.append(source)
-    if not todo:
+            first = entry
+            break
+    if first is None:
         return
+
+    def todo() -> Iterator[Path]:
+        # Results between two files to encode wait in order behind the first of them.
+        for entry in chain([first], entries):
+            waiting.append(entry)
+            if isinstance(entry, Path):
+                yield entry
 
     device = resolve_device(settings.runtime.device)
     dtype = resolve_dtype(settings.runtime.dtype, device)
     tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
     provenance = _model_provenance(tokenizer)
-    for source, token, failure in tokenize_files(tokenizer, todo, settings.window,
+    for source, token, failure in tokenize_files(tokenizer, todo(), settings.window,
                                                  settings.batch_size):
+        while isinstance(waiting[0], FileResult):
+            yield waiting.popleft()
+        waiting.popleft()
         if failure is not None:
             yield failure
             continue
-        target = plan[source][0]
+        target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
         metadata = {**provenance, **_audio_provenance(source, settings.window)}
         write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
         yield FileResult(source, "written", (target,))
+    yield from waiting
 
 
-def tokenize_files(tokenizer: AudioTokenizer, sources: Sequence[Path], window: Window,
+def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping[Path, Path],
+                rank: int, world: int) -> Iterator[FileResult | Path]:
+    """This rank's files: a result for those with nothing to do, the path of the others."""
+    claims = OutputClaims()
+    for index, source in enumerate(sources):
+        target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
+        collision = claims.claim(source, [target])
+        if index % world != rank:
+            continue
+        if collision is not None:
+            yield FileResult(source, "failed", message=str(collision))
+        elif target.exists() and not settings.overwrite:
+            yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
+        else:
+            yield source
+
+
+def tokenize_files(tokenizer: AudioTokenizer, sources: Iterable[Path], window: Window,
                    batch_size: int = 8) -> Iterator[tuple[Path, torch.Tensor | None, FileResult | None]]:
     """Yield, in input order, (source, token (d,), None) or (source, None, failure).
 
-    Files are decoded one at a time and encoded ``batch_size`` windows at once; a bad file fails
-    alone.
+    ``sources`` is read lazily; files are decoded in a background thread (about two batches
+    ahead) and encoded ``batch_size`` windows at once; a bad file fails alone.
     """
-    for batch in _decoded_batches(sources, window, batch_size):
-        good = [waveform for _, waveform in batch if isinstance(waveform, torch.Tensor)]
-        tokens = iter(tokenizer(torch.stack(good)) if good else [])  # (B, d)
-        for source, decoded in batch:
-            if isinstance(decoded, FileResult):
-                yield source, None, decoded
-            else:
-                yield source, next(tokens), None
+    from audiotoken_cli.pipeline.decode_ahead import decode_ahead
 
-
-def _decoded_batches(sources: Sequence[Path], window: Window, batch_size: int):
-    """Lists of (source, waveform or failed result), each with at most ``batch_size`` waveforms."""
-    batch: list[tuple[Path, torch.Tensor | FileResult]] = []
-    decoded = 0
-    for source, waveform in decode_windows(sources, window):
-        if isinstance(waveform, AudioTokenError):
-            batch.append((source, FileResult(source, "failed", message=str(waveform))))
-        else:
-            batch.append((source, waveform))
-            decoded += 1
-        if decoded == batch_size:
-            yield batch
-            batch, decoded = [], 0
+    decoded = decode_ahead(sources, window, 2 * batch_size, lambda path: path, lambda path: "")
+    batch = []
+    for item in decoded:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from _tokenize_batch(tokenizer, batch)
+            batch = []
     if batch:
-        yield batch
+        yield from _tokenize_batch(tokenizer, batch)
+
+
+def _tokenize_batch(tokenizer: AudioTokenizer, batch: list):
+    good = [item.waveform for item in batch if item.error is None]
+    tokens = iter(tokenizer(torch.stack(good)) if good else [])  # (B, d)
+    for item in batch:
+        if item.error is not None:
+            yield item.request, None, FileResult(item.request, "failed", message=item.error)
+        else:
+            yield item.request, next(tokens), None
 
 
 def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> None:

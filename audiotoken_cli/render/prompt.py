@@ -67,9 +67,16 @@ class PromptEncoder:
         return table[torch.tensor(ids, device=table.device)].mean(dim=0)
 
     def token_ids(self, prompts: list[str]) -> torch.Tensor:
-        """prompts → (B, 77) ids, padded and truncated as Stable Diffusion does."""
-        return self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
-                              max_length=self.max_length).input_ids
+        """prompts → (B, 77) ids, padded and truncated as Stable Diffusion does.
+
+        Each distinct prompt is tokenized once per encoder (a run repeats one template for
+        every sound)."""
+        cache = self.__dict__.setdefault("_ids", {})
+        for prompt in set(prompts) - cache.keys():
+            cache[prompt] = self.tokenizer([prompt], padding="max_length", truncation=True,
+                                           return_tensors="pt", max_length=self.max_length
+                                           ).input_ids[0]
+        return torch.stack([cache[prompt] for prompt in prompts])  # (B, 77)
 
     @property
     def max_length(self) -> int:
