@@ -141,7 +141,7 @@ def test_generate_in_a_pipe_prints_progress_lines(models, tmp_path):
     assert "tiny_beats.pt: kept a safetensors copy in " in done.stderr  # said once, with size
     assert " MB), which later runs load instead" in done.stderr
     lines = done.stderr.splitlines()
-    for phase in ("generate: loading models", "generate: decoding", "generate: rendering"):
+    for phase in ("generate: loading models", "generate: rendering"):
         assert phase in lines
     progress = [line for line in lines if " images, " in line]
     assert progress[0].startswith("generate: 1/3 images, ") and "left" in progress[0]

@@ -92,7 +92,10 @@ def test_results_stay_in_order_past_bad_files_and_existing_images(models, tmp_pa
     assert [r.source for r in results] == clips
     assert [r.status for r in results] == ["written", "failed", "written", "written", "written"]
     assert "clip001.wav" in results[1].message
-    assert results[3].message == "1 existed" and (tmp_path / "clip003_seed3.png").read_bytes() == b"mine"
+    # A file that is not an image made with these settings is kept; the new image goes beside it.
+    assert (tmp_path / "clip003_seed3.png").read_bytes() == b"mine"
+    tagged = [p for p in results[3].outputs if p.name.startswith("clip003_seed3_")]
+    assert len(tagged) == 1 and tagged[0].is_file()
     assert len(results[4].outputs) == 2
 
 
@@ -251,7 +254,7 @@ def test_torchrun_shards_generate_and_embed_like_one_process(models, tmp_path):
     for name in one:
         assert np.array_equal(pixels(tmp_path / "one" / name), pixels(tmp_path / "two" / name))
     # One summary, in input order, as one process prints it.
-    assert sharded.stdout.count("5 written, 1 failed") == 1
+    assert sharded.stdout.count("5 sounds written, 1 failed") == 1
     rows = [line.split()[0] for line in sharded.stdout.splitlines()[1:-1]]
     assert rows == [line.split()[0] for line in single.stdout.splitlines()[1:-1]]
     assert sharded.stderr.count("clip004.wav") == 1  # the failure reported once
@@ -259,5 +262,5 @@ def test_torchrun_shards_generate_and_embed_like_one_process(models, tmp_path):
     embedded = torchrun("embed", str(tmp_path / "in"), "--audio-encoder", str(TINY_BEATS),
                         "--embedder", str(models["embedder"]), "--device", "cpu",
                         "--duration", "2", "-o", str(tmp_path / "tokens"))
-    assert embedded.returncode == 1 and embedded.stdout.count("5 written, 1 failed") == 1
+    assert embedded.returncode == 1 and embedded.stdout.count("5 sounds written, 1 failed") == 1
     assert len(list((tmp_path / "tokens").glob("*.safetensors"))) == 5

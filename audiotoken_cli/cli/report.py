@@ -293,10 +293,12 @@ def print_presets(rows) -> None:
             size = human_size(c.size) if exact else f"~{human_size(c.size)}"
             _stdout.print(f"  {c.role:<14} {size:>9}  {state:<28} {escape(c.spec)}",
                           soft_wrap=True, highlight=False)
-        missing = [c.size for c in components if not c.cached]
+        from audiotoken_cli.hub.specs import OPTIONAL_ROLES
+
+        missing = [c.size for c in components if not c.cached and c.role not in OPTIONAL_ROLES]
         if missing and all(size is not None for size in missing):
-            _stdout.print(f"  download fetches about {human_size(sum(missing))}",
-                          highlight=False)
+            _stdout.print(f"  download fetches about {human_size(sum(missing))} "
+                          "(--fast adds the LCM-LoRA and TAESD)", highlight=False)
 
 
 def print_download_summary(preset: str, paths: dict) -> None:

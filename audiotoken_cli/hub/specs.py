@@ -102,6 +102,9 @@ class Preset:
 
 
 PAPER_SPACE = "spaces/GuyYariv/AudioToken"
+OPTIONAL_ROLES = ("lcm_lora", "taesd")
+"""Fetched only for `generate --fast` (and `download --fast`)."""
+
 BUILTIN_PRESETS = {
     "vggsound": Preset(
         name="vggsound",
@@ -116,15 +119,18 @@ BUILTIN_PRESETS = {
         # The BEATs file is exact; the others are estimates from the parameter counts, shown
         # with "~" until cached: SD 1.4 in float32 safetensors (UNet 3.44 GB, safety checker
         # 1.22 GB, text encoder 0.49 GB, VAE 0.33 GB; about half where fp16 files exist), the
-        # embedder's 8.85 M float32 parameters.
-        sizes={"audio_encoder": 363_145_291, "sd": 5_480_000_000, "embedder": 35_414_028},
+        # embedder's 8.85 M float32 parameters; --fast's LCM-LoRA (67 M float16 parameters) and
+        # TAESD (2.4 M float32 parameters, the diffusers folder).
+        sizes={"audio_encoder": 363_145_291, "sd": 5_480_000_000, "embedder": 35_414_028,
+               "lcm_lora": 134_600_000, "taesd": 9_800_000},
     ),
 }
 
 
 def download_advice(role: str) -> str:
     """What a first run without network or cache can do instead, and what a download costs."""
-    total = sum(BUILTIN_PRESETS[DEFAULT_PRESET].sizes.values())
+    sizes = BUILTIN_PRESETS[DEFAULT_PRESET].sizes
+    total = sum(size for role, size in sizes.items() if role not in OPTIONAL_ROLES)
     return (f"give a local copy with {ROLE_OPTIONS[role]}, point HF_ENDPOINT at a hub mirror, "
             f"or run `audiotoken download` on a network (the default preset is about "
             f"{total / 1e9:.1f} GB; `audiotoken download --list` shows each part)")
