@@ -15,7 +15,6 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from audiotoken_cli.config import SAMPLE_RATE, Window
 from audiotoken_cli.errors import InputError
@@ -35,10 +34,17 @@ SILENCE_PEAK = 1.0 / 32768.0
 """A window whose peak is below one 16-bit step carries no sound to encode."""
 
 
-def load_window(path: str | Path, window: Window = Window()) -> torch.Tensor:
+def load_window(path: str | Path, window: Window = Window()):
+    """``decode_window`` as a torch tensor of shape (window.num_samples,)."""
+    import torch  # here, not at the top: the decoder worker process never needs torch
+
+    return torch.from_numpy(decode_window(path, window))
+
+
+def decode_window(path: str | Path, window: Window = Window()) -> np.ndarray:
     """Decode ``window`` of ``path`` to a float32 mono waveform at 16 kHz.
 
-    Returns a tensor of shape (window.num_samples,). Channels are averaged (FFmpeg's own downmix
+    Returns a float32 array of shape (window.num_samples,). Channels are averaged (FFmpeg's own downmix
     scales by 1/√2, which would change the features). Raises ``InputError`` naming the file for
     anything that is not usable audio: missing, empty, unreadable, not media, no audio track,
     corrupt, a start past the end, or silence.
@@ -60,7 +66,7 @@ def load_window(path: str | Path, window: Window = Window()) -> torch.Tensor:
     audio = _loop_to_length(audio, wanted)
     if float(np.abs(audio).max()) < SILENCE_PEAK:
         raise InputError(f"{path}: the audio is silent (every sample is zero)")
-    return torch.from_numpy(audio)
+    return audio
 
 
 def _check_readable_file(path: Path) -> None:
