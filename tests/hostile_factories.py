@@ -62,3 +62,74 @@ def with_latin1_tag(path: Path, title: bytes = b"Caf\xe9 \xff\xfe m\xfasica") ->
     data[4:8] = struct.pack("<I", len(data) - 8)
     path.write_bytes(bytes(data))
     return path
+
+
+@dataclass(frozen=True)
+class Corpus:
+    bad: list[Path]     # each must get one error line naming it
+    good: list[Path]    # odd but valid: each must give an output
+    directory: Path     # a directory named like audio (a CLI scans folders, so kept apart)
+
+
+def _truncated(folder: Path, name: str, keep: int, channels: int = 1, rate: int = 16000) -> Path:
+    whole = write_audio(folder / f"whole-{name}", tone(1.0, rate=rate, channels=channels), rate=rate)
+    path = folder / name
+    path.write_bytes(whole.read_bytes()[:keep])
+    whole.unlink()
+    return path
+
+
+def _rate_and_layout_change(folder: Path) -> Path:
+    """Two ADTS AAC encodes end to end: 48 kHz mono, then 22.05 kHz stereo, in one stream."""
+    first = write_audio(folder / "part1.aac", noise(1, 1.0, 48000), rate=48000, codec="aac")
+    second = write_audio(folder / "part2.aac", noise(2, 1.0, 22050, 1), rate=22050, codec="aac")
+    path = folder / "changes-rate-and-layout.aac"
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    first.unlink()
+    second.unlink()
+    return path
+
+
+def make_hostile_corpus(folder: Path) -> Corpus:
+    """Write every kind of bad or odd input into ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bad: list[Path] = []
+    fifo = folder / "fifo.wav"
+    os.mkfifo(fifo)
+    loop_a, loop_b = folder / "loop-a.wav", folder / "loop-b.wav"
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    device = folder / "device.wav"
+    os.symlink("/dev/null", device)
+    broken = folder / "broken-link.wav"
+    os.symlink(folder / "gone.wav", broken)
+    bad += [fifo, loop_a, device, broken]
+    (folder / "zero-bytes.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("this is not audio\n")
+    (folder / "picture.mp3").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    (folder / "random.ogg").write_bytes(np.random.default_rng(0).bytes(4000))
+    bad += [folder / n for n in ("zero-bytes.wav", "text.wav", "picture.mp3", "random.ogg")]
+    bad += [_truncated(folder, "truncated.wav", 30), _truncated(folder, "truncated.mp3", 10),
+            _truncated(folder, "truncated.flac", 30), _truncated(folder, "truncated.ogg", 40),
+            _truncated(folder, "truncated.m4a", 40)]
+    nan, inf = noise(1, 1.0), noise(1, 1.0)
+    nan[0, 500] = np.nan
+    inf[0, 500] = np.inf
+    bad += [write_wav(folder / "nan.wav", nan, fmt=FLOAT), write_wav(folder / "inf.wav", inf, fmt=FLOAT),
+            write_wav(folder / "no-samples.wav", np.zeros((1, 0), np.float32)),
+            write_wav(folder / "silence.wav", np.zeros((1, 16000), np.float32)),
+            write_video(folder / "no-audio.mp4", None)]
+    good = [write_wav(folder / "eight-channels.wav", noise(8, 1.0)),
+            write_wav(folder / "sixteen-channels.wav", noise(16, 1.0, seed=2)),
+            write_wav(folder / "float-eight-channels.wav", noise(8, 1.0, seed=3), fmt=FLOAT),
+            with_latin1_tag(write_wav(folder / "latin1-tag.wav", noise(2, 1.0, seed=4))),
+            _rate_and_layout_change(folder),
+            write_wav(folder / "one-sample.wav", np.full((1, 1), 0.5, np.float32)),
+            write_wav(folder / "8khz.wav", noise(1, 1.0, 8000, 5), 8000),
+            write_wav(folder / "96khz.wav", noise(2, 0.5, 96000, 6), 96000),
+            write_wav(folder / "11025hz.wav", noise(1, 1.0, 11025, 7), 11025),
+            write_wav(folder / "header-claims-huge-sizes.wav", noise(1, 1.0, seed=8),
+                      data_size=0xFFFFFFF0, riff_size=0xFFFFFFF8)]
+    directory = folder / "directory.wav"
+    directory.mkdir()
+    return Corpus(bad, good, directory)

@@ -1,0 +1,55 @@
+"""The hostile-input suite: every kind of bad or odd file from ``hostile_factories`` in ONE batch
+beside good files, through the real command line in a child process (so a segfault would show as
+a signal exit, not kill the test run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factories import make_paper_embedder, tone, write_audio
+from hostile_factories import make_hostile_corpus
+
+DATA = Path(__file__).parent / "data"
+TINY_BEATS = DATA / "tiny_beats.pt"
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return make_hostile_corpus(tmp_path / "hostile")
+
+
+def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-m", "audiotoken_cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_each_bad_file_has_its_own_line(output: str, bad: list[Path]) -> None:
+    lines = output.splitlines()
+    for path in bad:
+        named = [line for line in lines if f"{path}:" in line]
+        assert len(named) == 1, (path, named, output)
+
+
+def test_embed_a_batch_of_hostile_files_beside_good_ones(corpus, tmp_path):
+    good = corpus.good + [write_audio(tmp_path / "dog.wav", tone(2.0, freq=300, seed=1))]
+    embedder = make_paper_embedder(tmp_path / "embedder.bin", input_dim=96, token_dim=32)
+    out = tmp_path / "out"
+    result = run_cli("embed", *corpus.bad, *good, "-o", out, "--audio-encoder", TINY_BEATS,
+                     "--embedder", embedder, "--device", "cpu")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output  # not a signal (negative), not success
+    assert "Traceback" not in output
+    assert_each_bad_file_has_its_own_line(output, corpus.bad)
+    for path in good:
+        written = out / f"{path.stem}.safetensors"
+        assert written.is_file() and written.stat().st_size > 0, (path, output)
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix in
+                 (".partial", ".tmp") or p.stat().st_size == 0]
+    assert leftovers == []
+    assert len(list(out.iterdir())) == len(good)
