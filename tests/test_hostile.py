@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import make_paper_embedder, tone, write_audio
+from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 from hostile_factories import make_hostile_corpus
 
 DATA = Path(__file__).parent / "data"
@@ -53,3 +53,21 @@ def test_embed_a_batch_of_hostile_files_beside_good_ones(corpus, tmp_path):
                  (".partial", ".tmp") or p.stat().st_size == 0]
     assert leftovers == []
     assert len(list(out.iterdir())) == len(good)
+
+
+def test_generate_a_batch_of_hostile_files_beside_good_ones(corpus, tmp_path):
+    good = [corpus.good[0], corpus.good[4], write_audio(tmp_path / "dog.wav", tone(2.0, seed=1))]
+    sd = make_tiny_sd(tmp_path / "sd", text_width=32)
+    embedder = make_paper_embedder(tmp_path / "embedder.bin", input_dim=96, token_dim=32)
+    out = tmp_path / "out"
+    result = run_cli("generate", *corpus.bad, *good, "-o", out, "--sd", sd, "--audio-encoder",
+                     TINY_BEATS, "--embedder", embedder, "--scheduler", "pndm", "--steps", "2",
+                     "-W", "64", "-H", "64", "--device", "cpu", "--dtype", "float32",
+                     "--seed", "1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert_each_bad_file_has_its_own_line(output, corpus.bad)
+    pictures = sorted(p.name for p in out.iterdir())
+    assert pictures == sorted(f"{path.stem}_seed1.png" for path in good), output
+    assert all((out / name).stat().st_size > 0 for name in pictures)
