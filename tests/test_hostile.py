@@ -71,3 +71,33 @@ def test_generate_a_batch_of_hostile_files_beside_good_ones(corpus, tmp_path):
     pictures = sorted(p.name for p in out.iterdir())
     assert pictures == sorted(f"{path.stem}_seed1.png" for path in good), output
     assert all((out / name).stat().st_size > 0 for name in pictures)
+
+
+def test_train_skips_hostile_files_with_one_warning_each(corpus, tmp_path):
+    from factories import make_tiny_sd, write_video
+
+    data = tmp_path / "data"
+    for label, color, freq in (("dog", (220, 40, 40), 300), ("rain", (40, 60, 220), 2000)):
+        (data / label).mkdir(parents=True)
+        for i in range(2):
+            write_video(data / label / f"{label}{i}.mp4", tone(1.5, freq=freq, seed=i),
+                        seconds=1.5, color=color)
+    hostile = data / "dog" / "hostile"
+    corpus.bad[0].parent.rename(hostile)  # the whole corpus, symlinks and FIFO included
+    # train scans folders and passes over what is not a regular file (FIFO, device, link loop,
+    # broken link), as it passes over folders; the regular bad files are each skipped aloud.
+    bad = [hostile / path.name for path in corpus.bad if (hostile / path.name).is_file()]
+    assert len(bad) >= 12
+    sd = make_tiny_sd(tmp_path / "sd", text_width=32)
+    run = tmp_path / "run"
+    result = run_cli("train", data, "-o", run, "--sd", sd, "--audio-encoder", TINY_BEATS,
+                     "--batch-size", "2", "--grad-accum", "1", "--resolution", "32",
+                     "--audio-seconds", "1", "--device", "cpu", "--sample-every", "0",
+                     "--windows-per-clip", "2", "--max-steps", "1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    for path in bad:
+        assert sum(path.name in line and "skipped" in line for line in output.splitlines()) == 1, \
+            (path, output)
+    assert (run / "config.json").is_file()
