@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from factories import tone, write_audio  # noqa: E402
+from factories import tone, write_audio
 
-from audiotoken_cli.audio.decode import load_window  # noqa: E402
-from audiotoken_cli.audio.worker import decode_windows  # noqa: E402
-from audiotoken_cli.config import Window  # noqa: E402
+from audiotoken_cli.audio.decode import load_window
+from audiotoken_cli.audio.worker import decode_windows
+from audiotoken_cli.config import Window
 
 
 def main() -> None:

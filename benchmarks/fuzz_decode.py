@@ -18,11 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzz_cases import seed_files, write_cases  # noqa: E402
+from fuzz_cases import seed_files, write_cases
 
-from audiotoken_cli.audio.worker import decode_arrays  # noqa: E402
-from audiotoken_cli.config import Window  # noqa: E402
-from audiotoken_cli.errors import InputError  # noqa: E402
+from audiotoken_cli.audio.worker import decode_arrays
+from audiotoken_cli.config import Window
+from audiotoken_cli.errors import InputError
 
 
 def outcome(source: Path, result) -> str:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from factories import tone, write_audio, write_video
 
 PCM, FLOAT = 1, 3

@@ -6,16 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import write_audio
+from hostile_factories import FLOAT, noise, with_latin1_tag, write_wav
 
 from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError
-from factories import write_audio
-from hostile_factories import FLOAT, noise, with_latin1_tag, write_wav
 
 ONE_SECOND = Window(0.0, 1.0)
 

@@ -5,11 +5,11 @@ that names its file."""
 from __future__ import annotations
 
 import numpy as np
+from fuzz_cases import seed_files, write_cases
 
 from audiotoken_cli.audio.worker import decode_arrays
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError
-from fuzz_cases import seed_files, write_cases
 
 CASES = 300
 

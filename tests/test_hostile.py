@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 from hostile_factories import make_hostile_corpus
 

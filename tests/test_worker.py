@@ -8,12 +8,12 @@ import os
 
 import numpy as np
 import pytest
+from hostile_factories import noise, write_wav
 
 from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.audio.worker import TEST_FAULT_VARIABLE, _Worker, decode_windows
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError
-from hostile_factories import noise, write_wav
 
 WINDOW = Window(0.0, 1.0)
 

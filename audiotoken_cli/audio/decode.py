@@ -20,10 +20,9 @@ from audiotoken_cli.config import SAMPLE_RATE, Window
 from audiotoken_cli.errors import InputError
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .aac .wma .aif .aiff .aifc .caf .mka .ac3 .amr"
-    .split()
+    [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff", ".aifc", ".caf", ".mka", ".ac3", ".amr"]
 )
-VIDEO_EXTENSIONS = frozenset(".mp4 .m4v .mkv .webm .mov .avi .mpg .mpeg .ts .3gp .flv .wmv".split())
+VIDEO_EXTENSIONS = frozenset([".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".ts", ".3gp", ".flv", ".wmv"])
 MEDIA_EXTENSIONS = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
 
 SEEK_THRESHOLD_SECONDS = 30.0
