@@ -278,7 +278,7 @@ def test_unreadable_file_as_another_user(models, tmp_path):
         locked = write_audio(shared / "locked.wav", tone(1.0))
         locked.chmod(0o600)
         # Import first: the interpreter's own files may be unreadable to 'nobody'.
-        code = ("import os, av; from audiotoken_cli.audio.decode import load_window\n"
+        code = ("import os, av, torch; from audiotoken_cli.audio.decode import load_window\n"
                 "os.setgid(65534); os.setuid(65534)\n"
                 "try:\n    load_window(%r)\nexcept Exception as e:\n    print(e)" % str(locked))
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -202,7 +202,7 @@ def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
 
     _check_nonempty(path)
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")
     except (av.error.FFmpegError, OSError) as error:
         raise _Skip(f"FFmpeg cannot open it ({_reason(error)})") from error
     with container:

@@ -24,7 +24,7 @@ def read_frame(path: Path, time: float):
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             stream = _picture_stream(container)
             if stream is None:
                 raise InputError(f"{path}: has no video stream")
