@@ -26,7 +26,7 @@ from audiotoken_cli.cli.options import (
     SdOption,
     StartOption,
 )
-from audiotoken_cli.cli.run import components, guarded, run_batch
+from audiotoken_cli.cli.run import check_usage, components, guarded, run_batch
 
 
 class Scheduler(str, Enum):
@@ -113,6 +113,8 @@ def generate(
         runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
     )
     given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+    from audiotoken_cli.validation import check_generate_options
+    check_usage(check_generate_options, options)
 
     def body() -> int:
         from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files

@@ -46,6 +46,19 @@ def run_batch(arguments: list[str], process, verb: str) -> int:
     return 1 if failed else 0
 
 
+def check_usage(check, options) -> None:
+    """Run a validation.check_* function before any model loads; a bad value is one red line
+    and exit code 2 (a usage error, as Typer's own option errors)."""
+    from audiotoken_cli.cli.report import print_error
+    from audiotoken_cli.errors import UsageError
+
+    try:
+        check(options)
+    except UsageError as error:
+        print_error(str(error))
+        raise typer.Exit(2) from None
+
+
 def guarded(ctx: typer.Context, body) -> int:
     """Run a command body; user errors become one red line (a traceback with --debug)."""
     from audiotoken_cli.cli.report import print_error
