@@ -15,8 +15,14 @@ from audiotoken_cli.api import train as api_train
 from audiotoken_cli.cli import app
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import UsageError
-from audiotoken_cli.validation import (MAX_SEED, check_output_folder, check_seed, check_window,
-                                       validate_embed, validate_generate)
+from audiotoken_cli.validation import (
+    MAX_SEED,
+    check_output_folder,
+    check_seed,
+    check_window,
+    validate_embed,
+    validate_generate,
+)
 
 runner = CliRunner()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import traceback
 
 import typer
@@ -65,7 +67,8 @@ def guarded(ctx: typer.Context, body) -> int:
 
     debug = ctx.obj.debug if isinstance(ctx.obj, AppState) else False
     try:
-        return body()
+        with _sigterm_as_ctrl_c():
+            return body()
     except AudioTokenError as error:
         if debug:
             traceback.print_exc()
@@ -74,3 +77,23 @@ def guarded(ctx: typer.Context, body) -> int:
     except KeyboardInterrupt:
         print_error("interrupted; finished files are kept, nothing half-written is left")
         return 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (``kill``, a scheduler, a container stopping) is handled like Ctrl-C: the
+    KeyboardInterrupt unwinds through write_atomically, which removes its temporary file, and
+    train saves a checkpoint. Without this, SIGTERM ends the process where it stands."""
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

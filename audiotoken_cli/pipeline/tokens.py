@@ -23,6 +23,7 @@ from audiotoken_cli.files import (
     file_sha256,
     find_collisions,
     output_path,
+    remove_stale_partials,
     write_atomically,
 )
 from audiotoken_cli.models.beats import BEATs
@@ -78,6 +79,8 @@ def embed_files(sources: Sequence[Path], settings: EmbedSettings) -> Iterator[Fi
     """
     plan = {source: [output_path(source, ".safetensors", settings.output_dir)] for source in sources}
     collisions = find_collisions(plan)
+    for folder in {output.parent for outputs in plan.values() for output in outputs}:
+        remove_stale_partials(folder)  # what a killed run left, before we write beside it
     todo: list[Path] = []
     for source in sources:
         target = plan[source][0]
