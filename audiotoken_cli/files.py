@@ -175,15 +175,17 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def cached_sha256(path: Path) -> str:
-    """``file_sha256`` remembered per (path, size, mtime) in the user cache, because model
-    weights are gigabytes and their hashes go into every image's metadata."""
+    """``file_sha256`` remembered per (path, size, mtime, inode, ctime) in the user cache, because
+    model weights are gigabytes and their hashes go into every image's metadata. The inode and
+    ctime are in the key because a user (or a tool) can set size and mtime back after replacing
+    a file, but not those: a file replaced in place is always hashed again."""
     import json
 
     from platformdirs import user_cache_dir
 
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
     cache_file = Path(user_cache_dir("audiotoken")) / "sha256.json"
     try:
         cache = json.loads(cache_file.read_text())
