@@ -145,8 +145,7 @@ def check_reachable(url: str, spec: Spec, role: str) -> None:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise NetworkError(f"{spec.describe()} ({ROLE_OPTIONS[role]}): cannot reach {host} "
-                           f"({reason}); check the network, or use --offline with a cache that "
-                           "has it") from error
+                           f"({reason}); {_what_to_do(role)}") from error
     _REACHABLE[f"{host}:{port}"] = True
 
 
@@ -271,10 +270,16 @@ def _is_transport_error(error: BaseException) -> bool:
                for cls in type(error).__mro__)
 
 
+def _what_to_do(role: str) -> str:
+    """What a user without the file can do. Not "run `audiotoken download`": that is what fails
+    when the network is the problem, including inside `download` itself."""
+    return (f"connect to the network (and unset HF_HUB_OFFLINE), set HF_ENDPOINT to a mirror of "
+            f"the hub, or copy the files onto this machine and pass {ROLE_OPTIONS[role]} PATH")
+
+
 def _missing_offline(spec: Spec, role: str) -> ModelError:
     return ModelError(f"{spec.describe()}: the {role.replace('_', ' ')} is not in the cache and "
-                      "downloads are off (--offline or HF_HUB_OFFLINE=1); fetch it first with "
-                      "`audiotoken download`")
+                      f"downloads are off (--offline or HF_HUB_OFFLINE=1); {_what_to_do(role)}")
 
 
 class _explained:
@@ -306,8 +311,8 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
     if isinstance(error, hub_errors.LocalEntryNotFoundError):
         if offline:
             return _missing_offline(spec, role)
-        return NetworkError(f"{what}: not in the cache and the hub cannot be reached; check the "
-                            "network, or use --offline with a cache that has it")
+        return NetworkError(f"{what}: not in the cache and the hub cannot be reached; "
+                            f"{_what_to_do(role)}")
     if isinstance(error, hub_errors.EntryNotFoundError):
         return ModelError(f"{what}: no file {spec.path!r} in this repository")
     if isinstance(error, hub_errors.OfflineModeIsEnabled):
@@ -316,8 +321,8 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
         return AudioTokenError(f"{what}: the disk is full; free some space (the partial download "
                                "was removed) and run again")
     if _is_transport_error(error) or isinstance(error, (ConnectionError, TimeoutError, OSError)):
-        return NetworkError(f"{what}: cannot reach the server ({type(error).__name__}); check the "
-                            "network, or use --offline with a warm cache")
+        return NetworkError(f"{what}: cannot reach the server ({type(error).__name__}); "
+                            f"{_what_to_do(role)}")
     return ModelError(f"{what}: download failed ({type(error).__name__}: {error})")
 
 

@@ -132,9 +132,8 @@ def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -
     key = record.get("ytid", record.get("file"))
     if not key or not record["label"]:
         raise InputError(f"{path}, line {line}: empty file name or label")
-    if "start" in record:
-        if not _is_number(record["start"]) or not 0 <= float(record["start"]) <= MAX_START_SECONDS:
-            raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
+    if "start" in record and not _start_in_range(record["start"]):
+        raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
                              f"seconds in 0..{MAX_START_SECONDS:g}")
     return record
 
@@ -163,6 +162,10 @@ def _normal_key(text: str) -> str:
     while key.startswith("./"):
         key = key[2:]
     return key
+
+
+def _start_in_range(text: str) -> bool:
+    return _is_number(text) and 0 <= float(text) <= MAX_START_SECONDS
 
 
 def _is_number(text: str) -> bool:
