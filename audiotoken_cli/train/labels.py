@@ -134,7 +134,7 @@ def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -
         raise InputError(f"{path}, line {line}: empty file name or label")
     if "start" in record and not _start_in_range(record["start"]):
         raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
-                             f"seconds in 0..{MAX_START_SECONDS:g}")
+                         f"seconds in 0..{MAX_START_SECONDS:g}")
     return record
 
 
