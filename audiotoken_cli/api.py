@@ -27,7 +27,7 @@ import torch
 from audiotoken_cli.config import PAPER_PROMPT, GenerateSettings, RuntimeSettings, Window
 from audiotoken_cli import validation
 from audiotoken_cli.errors import UsageError
-from audiotoken_cli.validation import check_window, validate_generate
+from audiotoken_cli.validation import check_generate_options, check_window, validate_generate
 
 AudioInput = Union[str, os.PathLike, tuple, np.ndarray, torch.Tensor]
 """A file path; a ``(samples, sample_rate)`` pair; or a numpy / torch array at 16 kHz, shaped
@@ -188,9 +188,11 @@ class AudioToken:
         from audiotoken_cli.render.prompt import check_prompt
 
         seed = secrets.randbelow(2**31) if seed is None else seed
-        settings = self._settings(seed, n, prompt, options, window)
-        validate_generate(settings)  # the CLI's range checks, before the pipeline loads
+        # The CLI's range checks, before the pipeline loads (an embed-only model still says so).
+        check_generate_options({**options, "seed": seed, "num_images": n, "window": window})
         pipe = self.pipe
+        settings = self._settings(seed, n, prompt, options, window)
+        validate_generate(settings)
         check_prompt(settings.prompt)
         pipe.scheduler = self._own_scheduler  # "pndm" means the model's own, whatever ran before
         use_scheduler(pipe, settings.scheduler)

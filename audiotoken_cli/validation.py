@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def check_number(name: str, value, low: float, high: float) -> float:
     except (TypeError, ValueError, OverflowError):
         raise UsageError(f"{name} {value!r} is not a number; it must be in {low:g}..{high:g}") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise UsageError(f"{name} {value!r} is out of range; it must be in {low:g}..{high:g}")
+        bounds = f"in {low:g}..{high:g}" if high < sys.float_info.max else f"finite and at least {low:g}"
+        raise UsageError(f"{name} {value!r} is out of range; it must be {bounds}")
     return number
 
 
@@ -129,8 +131,8 @@ def check_train_options(options: Mapping) -> None:
     if "size" in options:
         check_image_size(*options["size"], names=("--size width", "--size height"))
     for name in ("lr", "weight_decay", "class_loss_weight", "l1_weight"):
-        if name in options:
-            check_number("--" + name.replace("_", "-"), options[name], 0.0, 1e6)
+        if name in options:  # any finite size: a huge --lr is a legitimate way to test divergence
+            check_number("--" + name.replace("_", "-"), options[name], 0.0, sys.float_info.max)
     if options.get("output") is not None:
         check_output_folder(options["output"], "--output")
 
