@@ -25,13 +25,15 @@ import numpy as np
 import torch
 
 from audiotoken_cli.config import PAPER_PROMPT, GenerateSettings, RuntimeSettings, Window
+from audiotoken_cli import validation
 from audiotoken_cli.errors import UsageError
+from audiotoken_cli.validation import check_generate_options, check_window, validate_generate
 
 AudioInput = Union[str, os.PathLike, tuple, np.ndarray, torch.Tensor]
 """A file path; a ``(samples, sample_rate)`` pair; or a numpy / torch array at 16 kHz, shaped
 (samples,) or (channels, samples)."""
 
-MAX_SEED = 2**63 - 1
+MAX_SEED = validation.MAX_SEED
 
 
 def load(model: str = "vggsound", device: str = "auto", dtype: str = "auto", *,
@@ -104,7 +106,9 @@ class AudioToken:
 
         >>> token = model.embed((mic_buffer, 48_000))
         """
-        waveform = _waveform(audio, Window(start=start, duration=duration))
+        window = Window(start=start, duration=duration)
+        check_window(window, "start", "duration")
+        waveform = _waveform(audio, window)
         return self.tokenizer(waveform[None])[0].cpu()  # (1, S) → (d,)
 
     # -- sound → images -----------------------------------------------------------------------
@@ -183,11 +187,12 @@ class AudioToken:
                                                      check_size, render, use_scheduler)
         from audiotoken_cli.render.prompt import check_prompt
 
-        pipe = self.pipe  # first: an embed-only model says so before anything else
         seed = secrets.randbelow(2**31) if seed is None else seed
-        if not 0 <= seed <= MAX_SEED - n or n < 1:
-            raise UsageError(f"seed must be in 0..{MAX_SEED - n} and n at least 1")
+        # The CLI's range checks, before the pipeline loads (an embed-only model still says so).
+        check_generate_options({**options, "seed": seed, "num_images": n, "window": window})
+        pipe = self.pipe
         settings = self._settings(seed, n, prompt, options, window)
+        validate_generate(settings)
         check_prompt(settings.prompt)
         pipe.scheduler = self._own_scheduler  # "pndm" means the model's own, whatever ran before
         use_scheduler(pipe, settings.scheduler)
@@ -244,6 +249,7 @@ def train(data: str | os.PathLike, output: str | os.PathLike, *, model: str = "v
     from audiotoken_cli.hub import FetchOptions, resolve_components
     from audiotoken_cli.training.loop import train as run_training
 
+    validation.check_train_options({**settings, "output": output})  # before any download or load
     fetch = FetchOptions(offline, quiet, (lambda message: None) if quiet else print)
     paths = resolve_components(model, {"sd": sd, "audio_encoder": audio_encoder},
                                ("sd", "audio_encoder"), fetch)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +218,41 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+ATOMIC_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
+"""The temporary names ``write_atomically`` uses: ``.<target name>.<8 random chars>.partial``
+(tempfile.mkstemp's alphabet). Only files of this pattern, or a caller's own, are ever removed."""
+
+PROCESS_STARTED = time.time()
+"""When this process started (its first import of this module): what a killed run left is older."""
+
+
+def remove_stale_partials(folder: Path, started: float | None = None,
+                          patterns: Iterable[re.Pattern] = (ATOMIC_PARTIAL,)) -> list[Path]:
+    """Remove the temporary files (or folders) a killed run left in ``folder``: only names that
+    match ``patterns`` (our own temporaries), and only last modified before ``started`` (default:
+    this process's start), so a run writing beside us right now keeps its files. Returns them."""
+    cutoff = PROCESS_STARTED if started is None else started
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # no folder yet, or not ours to list: nothing to clean
+    for entry in entries:
+        if not any(pattern.match(entry.name) for pattern in patterns):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass  # gone already (another run cleaned it) or not removable: harmless
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -231,15 +269,17 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def cached_sha256(path: Path) -> str:
-    """``file_sha256`` remembered per (path, size, mtime) in the user cache, because model
-    weights are gigabytes and their hashes go into every image's metadata."""
+    """``file_sha256`` remembered per (path, size, mtime, inode, ctime) in the user cache, because
+    model weights are gigabytes and their hashes go into every image's metadata. The inode and
+    ctime are in the key because a user (or a tool) can set size and mtime back after replacing
+    a file, but not those: a file replaced in place is always hashed again."""
     import json
 
     from platformdirs import user_cache_dir
 
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
     cache_file = Path(user_cache_dir("audiotoken")) / "sha256.json"
     try:
         cache = json.loads(cache_file.read_text())

@@ -722,8 +722,9 @@ def repoint_huggingface_hub(url: str, hf_home: Path) -> Iterator[None]:
         (constants, "HF_HUB_DISABLE_TELEMETRY", True),
         (constants, "HF_HUB_OFFLINE", False),
         (hf_api.api, "endpoint", url),
-        (_http, "_HUB_ORIGINS", _http._HUB_ORIGINS | {_http._url_origin(url)}),
     ]
+    if hasattr(_http, "_HUB_ORIGINS"):  # huggingface_hub >= 2.2 keeps auth on redirects to these
+        patches.append((_http, "_HUB_ORIGINS", _http._HUB_ORIGINS | {_http._url_origin(url)}))
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, value in patches:

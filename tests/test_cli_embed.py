@@ -211,7 +211,7 @@ def test_without_component_options_the_preset_is_used_and_offline_says_what_is_m
     result = invoke("embed", clips[0], "--offline")
     assert result.exit_code == 1
     assert "Space GuyYariv/AudioToken" in result.output
-    assert "not in the cache" in result.output and "audiotoken download" in result.output
+    assert "not in the cache" in result.output and "pass --audio-encoder PATH" in result.output
 
 
 def test_output_loads_in_diffusers_textual_inversion(models, clips, tmp_path):

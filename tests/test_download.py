@@ -155,16 +155,28 @@ def test_offline_without_a_cache_names_what_is_missing(tmp_path):
     done = run(tmp_path, None, "generate", str(sound), "--offline", "--device", "cpu")
     assert done.returncode == 1
     assert f"{SD_ID}: the sd is not in the cache" in done.stderr
-    assert "audiotoken download" in done.stderr and "Traceback" not in done.stderr
+    assert "pass --sd PATH" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_no_network_is_one_clear_line(tmp_path):
+def test_no_network_is_one_clear_line_that_does_not_send_users_in_circles(tmp_path):
     done = run(tmp_path, None, "download", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert done.returncode == 1
     assert "cannot reach 127.0.0.1" in done.stderr
     # What a first run can do instead, and what a download costs.
     assert "--audio-encoder" in done.stderr and "HF_ENDPOINT" in done.stderr
     assert "about 5.9 GB" in done.stderr
+    assert "HF_ENDPOINT" in done.stderr and "copy the files onto this machine" in done.stderr
+    assert "run `audiotoken download`" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_download_while_offline_says_what_to_do_instead(tmp_path):
+    done = run(tmp_path, None, "download", env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1
+    assert "not in the cache and downloads are off" in done.stderr
+    assert "unset HF_HUB_OFFLINE" in done.stderr and "HF_ENDPOINT" in done.stderr
+    assert "pass --audio-encoder PATH" in done.stderr  # the first component download fetches
+    assert "run `audiotoken download`" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if line.strip()]) == 1
 
 
 def test_gated_repo_explains_how_to_log_in(hub, tmp_path, tiny):

@@ -113,8 +113,29 @@ def test_weights_that_do_not_fit_the_recorded_sizes(tmp_path):
     meta = json.loads((folder / "config.json").read_text())
     meta["sizes"]["token_dim"] = 32
     (folder / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="do not fit the recorded sizes"):
+    with pytest.raises(ModelError) as caught:
         load_embedder(folder)
+    assert str(caught.value) == (f"{folder / 'embedder.safetensors'}: tensor 'fc2.weight' has "
+                                 "shape (16, 24) but the embedder's sizes need (32, 24)")
+
+
+@pytest.mark.parametrize("key, shape, expected", [
+    ("fga.pp_models.0.embed_X.weight", (12, 10, 1),
+     "tensor 'pool.pair_x.weight' has shape (12, 10) but the embedder's sizes need (8, 8)"),
+    ("fga.un_models.0.embed.weight", (12, 12, 3),
+     "tensor 'pool.unary_embed.weight' has shape (12, 12, 3) but the embedder's sizes need (8, 8)"),
+    ("fc2.bias", (5,), "tensor 'fc2.bias' has shape (5,) but the embedder's sizes need (8,)"),
+    ("fc1.weight", (12,), "tensor 'fc1.weight' has shape (12,); an embedder's linear weights"),
+])
+def test_paper_weights_of_the_wrong_shape_name_the_key_and_both_shapes(tmp_path, key, shape,
+                                                                       expected):
+    path = make_paper_embedder(tmp_path / "emb.bin", 12, 8)
+    state = torch.load(path, weights_only=True)
+    state[key] = torch.zeros(shape)
+    torch.save(state, path)
+    with pytest.raises(ModelError) as caught:
+        load_embedder(path)
+    assert str(caught.value).startswith(f"{path}: {expected}")
 
 
 def test_paper_loader_refuses_to_run_pickled_code(tmp_path):

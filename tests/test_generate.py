@@ -231,9 +231,9 @@ def test_every_scheduler_renders(models, clips, scheduler):
 
 
 def test_sizes_must_fit_the_vae(models, clips):
-    # The tiny VAE downsamples by 2 (SD's by 8): an odd width cannot be encoded.
+    # Checked before any model loads, by the rule of real SD (a VAE that downsamples by 8).
     result = generate(models, clips[0], "-W", "61")
-    assert result.exit_code == 2 and "--width 61 is not a multiple of 2" in result.output
+    assert result.exit_code == 2 and "--width 61 must be a multiple of 8" in result.output
 
 
 def test_negative_prompt_changes_the_image_and_is_recorded(models, clips, tmp_path):

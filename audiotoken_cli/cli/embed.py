@@ -24,7 +24,7 @@ from audiotoken_cli.cli.options import (
     StartOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
+from audiotoken_cli.cli.run import Nouns, check_usage, components, guarded, run_batch
 
 
 @app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
@@ -57,6 +57,8 @@ def embed(
                    output_dir=output_dir, overwrite=overwrite,
                    runtime=RuntimeSettings(device=device.value, dtype=dtype.value))
     given = {"audio_encoder": audio_encoder, "embedder": embedder}
+    from audiotoken_cli.validation import check_embed_options
+    check_usage(check_embed_options, options)
 
     def body() -> int:
         from audiotoken_cli.pipeline.tokens import embed_files

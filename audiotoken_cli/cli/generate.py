@@ -28,7 +28,7 @@ from audiotoken_cli.cli.options import (
     StartOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
+from audiotoken_cli.cli.run import Nouns, check_usage, components, guarded, run_batch
 from audiotoken_cli.errors import AudioTokenError
 from audiotoken_cli.examples import EXAMPLES, example_path
 
@@ -180,6 +180,8 @@ def generate(
     given = {role: values[role] for role in roles}
     footer = (f"seed {values['seed']} (pass --seed {values['seed']} to make the same images "
               "again)") if random_seed else None
+    from audiotoken_cli.validation import check_generate_options
+    check_usage(check_generate_options, options)
 
     def body() -> int:
         from audiotoken_cli.errors import UsageError

@@ -263,7 +263,7 @@ def _short(path: Path) -> str:
     try:
         relative = path.resolve().relative_to(Path.cwd().resolve())
         return str(relative)
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python < 3.13
         return str(path)
 
 

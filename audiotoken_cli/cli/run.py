@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -136,6 +138,19 @@ def _count_files(arguments: list[str]) -> int:
     return sum(isinstance(entry, InputFile) for entry in expand_arguments(arguments))
 
 
+def check_usage(check, options) -> None:
+    """Run a validation.check_* function before any model loads; a bad value is one red line
+    and exit code 2 (a usage error, as Typer's own option errors)."""
+    from audiotoken_cli.cli.report import print_error
+    from audiotoken_cli.errors import UsageError
+
+    try:
+        check(options)
+    except UsageError as error:
+        print_error(str(error))
+        raise typer.Exit(2) from None
+
+
 def guarded(ctx: typer.Context, body) -> int:
     """Run a command body; user errors become one red line (a traceback with --debug).
 
@@ -146,7 +161,8 @@ def guarded(ctx: typer.Context, body) -> int:
 
     debug = ctx.obj.debug if isinstance(ctx.obj, AppState) else False
     try:
-        return body()
+        with _sigterm_as_ctrl_c():
+            return body()
     except AudioTokenError as error:
         if debug:
             traceback.print_exc()
@@ -155,3 +171,23 @@ def guarded(ctx: typer.Context, body) -> int:
     except KeyboardInterrupt:
         print_error("interrupted; finished files are kept, nothing half-written is left")
         return 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (``kill``, a scheduler, a container stopping) is handled like Ctrl-C: the
+    KeyboardInterrupt unwinds through write_atomically, which removes its temporary file, and
+    train saves a checkpoint. Without this, SIGTERM ends the process where it stands."""
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -19,7 +19,7 @@ from audiotoken_cli.cli.options import (
     SdOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import components, guarded
+from audiotoken_cli.cli.run import check_usage, components, guarded
 from audiotoken_cli.errors import AudioTokenError
 
 
@@ -139,6 +139,8 @@ def train(
         sample_every=sample_every, resume=resume, overwrite=overwrite,
         runtime=RuntimeSettings(device=device.value),
     )
+    from audiotoken_cli.validation import check_train_options
+    check_usage(check_train_options, options)
 
     def body() -> int:
         from audiotoken_cli.cli.report import TrainDisplay

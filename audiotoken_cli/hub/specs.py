@@ -128,12 +128,14 @@ BUILTIN_PRESETS = {
 
 
 def download_advice(role: str) -> str:
-    """What a first run without network or cache can do instead, and what a download costs."""
+    """What a user without the file can do. Not "run `audiotoken download`": that is what fails
+    when the network is the problem, including inside `download` itself."""
     sizes = BUILTIN_PRESETS[DEFAULT_PRESET].sizes
-    total = sum(size for role, size in sizes.items() if role not in OPTIONAL_ROLES)
-    return (f"give a local copy with {ROLE_OPTIONS[role]}, point HF_ENDPOINT at a hub mirror, "
-            f"or run `audiotoken download` on a network (the default preset is about "
-            f"{total / 1e9:.1f} GB; `audiotoken download --list` shows each part)")
+    total = sum(size for role_, size in sizes.items() if role_ not in OPTIONAL_ROLES)
+    return (f"connect to the network (and unset HF_HUB_OFFLINE), set HF_ENDPOINT to a mirror of "
+            f"the hub, or copy the files onto this machine and pass {ROLE_OPTIONS[role]} PATH "
+            f"(the default preset is about {total / 1e9:.1f} GB; `audiotoken download --list` "
+            "shows each part)")
 
 
 def user_presets_file() -> Path:

@@ -143,7 +143,7 @@ def _load_paper_format(path: Path) -> LoadedEmbedder:
             f"{path}: not an AudioToken embedder: missing {', '.join(missing[:3])}"
             + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         )
-    ours = {name: state[paper].reshape(state[paper].shape[:2]) if state[paper].dim() == 3
+    ours = {name: state[paper][..., 0] if state[paper].dim() == 3 and state[paper].shape[2] == 1
             else state[paper] for name, paper in PAPER_KEYS.items()}
     unexpected = sorted(set(state) - set(PAPER_KEYS.values()))
     if unexpected:
@@ -154,6 +154,10 @@ def _load_paper_format(path: Path) -> LoadedEmbedder:
 
 
 def _config_from_shapes(path: Path, state: dict[str, torch.Tensor]) -> EmbedderConfig:
+    for key in ("fc1.weight", "fc2.weight"):
+        if state[key].dim() != 2:
+            raise ModelError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)}; an "
+                             "embedder's linear weights are (out, in)")
     hidden_dim, input_dim = state["fc1.weight"].shape
     token_dim = state["fc2.weight"].shape[0]
     return EmbedderConfig(input_dim=input_dim, hidden_dim=hidden_dim, token_dim=token_dim)
@@ -201,11 +205,26 @@ def _own_format_paths(path: Path) -> tuple[Path, Path]:
 def build_embedder(path: Path, config: EmbedderConfig, state: dict[str, torch.Tensor]) -> AudioEmbedder:
     """An embedder of ``config``'s sizes holding ``state`` (our key names); strict."""
     model = AudioEmbedder(config)
+    _check_shapes(path, model.state_dict(), state)
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except RuntimeError as error:
         raise ModelError(f"{path}: weights do not fit the recorded sizes ({_first_line(error)})") from error
     return model
+
+
+def _check_shapes(path: Path, wanted: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Name the first key that is missing, extra or of the wrong shape (torch's own message puts
+    this on its second line, after a generic first one)."""
+    for key, tensor in wanted.items():
+        if key not in state:
+            raise ModelError(f"{path}: no tensor {key!r} (expected shape {tuple(tensor.shape)})")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ModelError(f"{path}: tensor {key!r} has shape {tuple(state[key].shape)} but the "
+                             f"embedder's sizes need {tuple(tensor.shape)}")
+    extra = sorted(set(state) - set(wanted))
+    if extra:
+        raise ModelError(f"{path}: unexpected tensor {extra[0]!r} (not part of an embedder)")
 
 
 def _first_line(error: BaseException) -> str:

@@ -20,7 +20,7 @@ from itertools import chain
 from pathlib import Path
 
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.files import FileResult, OutputClaims
+from audiotoken_cli.files import FileResult, OutputClaims, remove_stale_partials
 from audiotoken_cli.pipeline.naming import plan_images
 from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderFailure, Request, Sound
 from audiotoken_cli.pipeline.writer import PngWriter
@@ -151,8 +151,12 @@ def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
     way whichever rank owns the file."""
     claims = OutputClaims()
     dtype = _dtype_name(settings)
+    cleaned: set[Path] = set()
     for index, source in enumerate(sources):
         images = plan_images([source], settings, dtype, roots)[source]
+        for folder in {image.path.parent for image in images} - cleaned:
+            cleaned.add(folder)  # hidden partial images a killed run left, before writing beside them
+            remove_stale_partials(folder)
         collision = claims.claim(source, [image.path for image in images])
         if index % world != rank:
             yield None

@@ -24,6 +24,7 @@ from audiotoken_cli.files import (
     file_sha256,
     OutputClaims,
     output_path,
+    remove_stale_partials,
     write_atomically,
 )
 from audiotoken_cli.models.beats import BEATs
@@ -125,8 +126,12 @@ def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping
                 rank: int, world: int) -> Iterator[FileResult | Path]:
     """This rank's files: a result for those with nothing to do, the path of the others."""
     claims = OutputClaims()
+    cleaned: set[Path] = set()
     for index, source in enumerate(sources):
         target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
+        if target.parent not in cleaned:  # what a killed run left, before we write beside it
+            cleaned.add(target.parent)
+            remove_stale_partials(target.parent)
         collision = claims.claim(source, [target])
         if index % world != rank:
             continue

@@ -69,6 +69,25 @@ def quiet_libraries() -> None:
         logging.disable_progress_bar()
 
 
+SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+"""The sub-folders every Stable Diffusion pipeline needs (the safety checker is optional)."""
+
+
+def check_sd_folder(model: Path) -> None:
+    """A diffusers SD folder, or a ModelError naming the folder and what it lacks, before
+    diffusers says something vaguer (e.g. about a config it could not find)."""
+    if not model.is_dir():
+        raise ModelError(f"{model}: not a folder; --sd takes a diffusers Stable Diffusion folder "
+                         "or a hub id")
+    if not (model / "model_index.json").is_file():
+        raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
+    for part in SD_PARTS:
+        if not (model / part).is_dir():
+            raise ModelError(f"{model}: no {part}/ folder in this Stable Diffusion folder (it "
+                             f"needs {', '.join(p + '/' for p in SD_PARTS)}); is the download "
+                             "complete?")
+
+
 def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
                   safety_checker: bool = True, low_vram: bool = False):
     """Load a diffusers Stable Diffusion folder, frozen, on ``device``.
@@ -80,8 +99,7 @@ def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
     from diffusers import StableDiffusionPipeline
 
     model = Path(model)
-    if not (model / "model_index.json").is_file():
-        raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
+    check_sd_folder(model)
     extra = {} if safety_checker else {"safety_checker": None, "requires_safety_checker": False}
     try:
         pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype,

@@ -13,7 +13,6 @@ import torch
 
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import TrainSettings
-from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import write_atomically
 from audiotoken_cli.models.safecache import load_beats_fast
 from audiotoken_cli.render.prompt import PromptEncoder
@@ -43,9 +42,9 @@ def load_frozen(settings: TrainSettings, device: torch.device, dtype: torch.dtyp
     from transformers import CLIPTextModel, CLIPTokenizer
 
     sd = Path(settings.sd)
-    if not (sd / "model_index.json").is_file():
-        raise ModelError(f"{sd}: not a diffusers Stable Diffusion folder (no model_index.json)")
-    from audiotoken_cli.render.diffusion import weights_variant
+    from audiotoken_cli.render.diffusion import check_sd_folder, weights_variant
+
+    check_sd_folder(sd)
 
     variant = weights_variant(sd)
     unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet", variant=variant)

@@ -4,10 +4,12 @@ without a header; and labels from subfolder names."""
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 from audiotoken_cli.errors import InputError
+from audiotoken_cli.validation import MAX_START_SECONDS
 
 VGGSOUND_CLIP_SECONDS = 10
 """VGGSound clips are 10 s; the paper's file names carry start and end in milliseconds."""
@@ -30,12 +32,16 @@ def read_labels(path: Path) -> dict[str, str]:
       file stem ``{ytid}_{start*1000}_{(start+10)*1000}`` (also ``{ytid}_{start:06d}``).
     - ``file,label``: keys are the file as written, a path relative to the data folder or a stem.
     A ytid listed with two different labels keeps no ytid-only key, since it would be a guess.
+    Every malformed row is an InputError naming the file and the line.
     """
     path = Path(path)
     rows = _read_csv_rows(path)
     if not rows:
-        raise InputError(f"{path}: the labels file has no rows")
+        raise InputError(f"{path}, line 1: the labels file has no rows")
+    header_line = rows[0][0]
     columns, rows = _columns(path, rows)
+    if not rows:
+        raise InputError(f"{path}, line {header_line}: the labels file has a header but no rows")
     labels: dict[str, str] = {}
     ambiguous: set[str] = set()
     for line, fields in rows:
@@ -49,23 +55,46 @@ def read_labels(path: Path) -> dict[str, str]:
     return labels
 
 
-def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, stripped fields) for each non-blank, non-comment row."""
-    rows = []
+def _read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8, or NUL bytes, are named by line."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            for fields in reader:
-                rows.append((reader.line_num, fields))
+        data = path.read_bytes()
     except FileNotFoundError as error:
         raise InputError(f"{path}: no such labels file") from error
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(f"{path}: cannot be read as a CSV file ({error})") from error
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+                         "save the labels as UTF-8") from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise InputError(f"{path}, line {line}: a NUL byte; this is not a text CSV file")
+    return text
+
+
+def _read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, stripped fields) for each non-blank, non-comment row."""
+    # strict: an unclosed quote or text after a closing quote is an error, not a silent guess
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
     kept = []
-    for line, fields in rows:
+    previous = 0
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({error})") from None
+        line, previous = previous + 1, reader.line_num
+        if any("\n" in field or "\r" in field for field in fields):
+            raise InputError(f"{path}, line {line}: a quoted field runs over several lines")
         fields = [field.strip() for field in fields]
-        if any(fields) and not fields[0].startswith("#"):
-            kept.append((line, fields))
+        if not any(fields) or fields[0].startswith("#"):
+            continue
+        kept.append((line, fields))
     return kept
 
 
@@ -78,7 +107,11 @@ def _columns(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[dict[str, i
         for index, name in enumerate(names):
             if name:
                 columns.setdefault(name, index)
-        if not ({"ytid", "start"} <= columns.keys() or "file" in columns):
+        if {"ytid", "start"} <= columns.keys():
+            columns.pop("file", None)
+        elif "file" in columns:
+            columns = {name: columns[name] for name in ("file", "label")}
+        else:
             raise InputError(f"{path}, line {line}: the header needs ytid,start,label[,split] "
                              f"or file,label; it has {','.join(first)}")
         return columns, rows[1:]
@@ -99,9 +132,9 @@ def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -
     key = record.get("ytid", record.get("file"))
     if not key or not record["label"]:
         raise InputError(f"{path}, line {line}: empty file name or label")
-    if "start" in record and not _is_number(record["start"]):
+    if "start" in record and not _start_in_range(record["start"]):
         raise InputError(f"{path}, line {line}: start {record['start']!r} is not a number of "
-                         "seconds")
+                         f"seconds in 0..{MAX_START_SECONDS:g}")
     return record
 
 
@@ -129,6 +162,10 @@ def _normal_key(text: str) -> str:
     while key.startswith("./"):
         key = key[2:]
     return key
+
+
+def _start_in_range(text: str) -> bool:
+    return _is_number(text) and 0 <= float(text) <= MAX_START_SECONDS
 
 
 def _is_number(text: str) -> bool:

@@ -53,6 +53,11 @@ from audiotoken_cli.training.examples import (
 )
 from audiotoken_cli.training.labels import describe_labels, label_counts
 from audiotoken_cli.training.pictures import loss_curve, sample_grid
+from audiotoken_cli.training.recovery import (
+    finish_killed_export,
+    remove_stray_partials,
+    trim_metrics,
+)
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -196,16 +201,6 @@ def load_checkpoint(run: Path, embedder: AudioEmbedder, optimizer, schedule) -> 
     return steps[-1]
 
 
-def _trim_metrics(run: Path, last_step: int) -> None:
-    """After a resume, drop metric lines of steps the checkpoint does not include."""
-    path = run / METRICS
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
-    write_atomically(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -237,6 +232,11 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
         torch.cuda.set_device(device)
     compute_dtype, autocast_dtype = _precision(settings.mixed_precision, device)
     run = Path(settings.output)
+    if world.main:
+        remove_stray_partials(run)  # a killed run's temporaries
+    if settings.resume and finish_killed_export(run, checkpoint_steps(run), settings.max_steps,
+                                                events.on_note):
+        return run
 
     data_settings = DataSettings(root=settings.data, labels=settings.labels,
                                  audio_seconds=settings.audio_seconds, size=settings.size)
@@ -265,7 +265,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
         write_atomically(run / "config.json",
                          lambda tmp: tmp.write_text(json.dumps({"training": record}, indent=2)))
         if settings.resume:
-            _trim_metrics(run, step)
+            trim_metrics(run / METRICS, step, events.on_note)
         elif (run / METRICS).exists():
             (run / METRICS).unlink()
 
@@ -416,17 +416,20 @@ def _append_metrics(run: Path, metrics: dict) -> None:
 
 
 class _InterruptFlag:
-    """Ctrl-C finishes the current step, then the loop saves a checkpoint and stops."""
+    """Ctrl-C (or SIGTERM, as a scheduler or `kill` sends) finishes the current step, then the
+    loop saves a checkpoint and stops."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.raised = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         except ValueError:  # not the main thread (e.g. under some runners): no handler
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, *_):
@@ -435,6 +438,6 @@ class _InterruptFlag:
         self.raised = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
         return False
