@@ -99,6 +99,11 @@ class BatchProgress:
         if self._images is not None:
             self._progress.update(self._images, advance=1, description=escape(path.name))
 
+    def counter(self, label: str, total: int, unit: str):
+        """A further bar (e.g. a video's keyframes and frames); returns its advance-by-one."""
+        task = self._progress.add_task("", total=total, label=escape(label), unit=unit)
+        return lambda: self._progress.update(task, advance=1)
+
 
 def _short(path: Path) -> str:
     """Relative to the working directory when that is shorter, so the table stays readable."""
