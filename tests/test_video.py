@@ -301,3 +301,11 @@ def test_settings_that_cannot_work_are_refused(models, tmp_path):
     assert result.exit_code != 0 and "--storyboard" in result.output
     with pytest.raises(Exception, match="--fps"):
         list(video_files([source], replace(library_settings(models, tmp_path), fps=0)))
+
+
+def test_audio_reactive_video_is_made_and_recorded(models, tmp_path):
+    source = write_audio(tmp_path / "beat.wav", four_tones(1.0))
+    result = video_cli(models, source, "--audio-reactive", "--keyframes-only")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "beat.audiotoken.json").read_text())["settings"]["audio_reactive"]
+    assert len(decoded_frames(tmp_path / "beat.audiotoken.mp4")) == 4 * FPS
