@@ -309,3 +309,14 @@ def test_audio_reactive_video_is_made_and_recorded(models, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "beat.audiotoken.json").read_text())["settings"]["audio_reactive"]
     assert len(decoded_frames(tmp_path / "beat.audiotoken.mp4")) == 4 * FPS
+
+
+def test_a_bad_input_fails_alone_with_one_line(models, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    good = write_audio(tmp_path / "good.wav", four_tones(1.0))
+    result = video_cli(models, broken, good, "--storyboard", "--no-video", "--keyframes-only")
+    assert result.exit_code == 1
+    assert "broken.wav: not an audio or video file FFmpeg can read" in result.output
+    assert (tmp_path / "good.audiotoken.storyboard.png").is_file()
+    assert not list(tmp_path.glob("broken.audiotoken*")) and not list(tmp_path.glob("*.partial"))

@@ -129,12 +129,17 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
 
     from audiotoken_cli.pipeline.renderer import FrameRenderer
 
+    import av
+
     renderer = FrameRenderer(gen)
     for source in todo:
         try:
             yield _video_one(source, plan[source], settings, renderer, events)
         except AudioTokenError as error:
             yield FileResult(source, "failed", message=str(error))
+        except av.error.FFmpegError as error:  # e.g. audio that decodes for tokens but not muxing
+            yield FileResult(source, "failed", message=f"{source}: could not write the video "
+                             f"({error.strerror or error})")
 
 
 def _video_one(source: Path, outputs: VideoOutputs, settings: VideoSettings, renderer,
