@@ -215,7 +215,11 @@ def test_an_input_video_is_never_overwritten(models, tmp_path):
     assert result.exit_code == 1
     assert "would overwrite the input" in result.output
     assert made.read_bytes() == made_bytes and clip.read_bytes() == before
-    assert (tmp_path / "clip.audiotoken.audiotoken.mp4").is_file()  # the other input still ran
+    # Our own video, found again (e.g. in a folder given as input), is skipped, not re-made.
+    skipped = list(video_files([made], library_settings(models, None)))
+    assert [(r.status, "a video this command made" in r.message) for r in skipped] == [
+        ("skipped", True)]
+    assert not (tmp_path / "clip.audiotoken.audiotoken.mp4").exists()
 
 
 def test_keyframes_only_cross_fades_in_pixels(song, models, tmp_path):

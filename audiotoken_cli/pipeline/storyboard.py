@@ -13,6 +13,10 @@ import numpy as np
 
 TILE_WIDTH = 256
 """Tiles are at most this wide; smaller renders keep their own size."""
+SHEET_WIDTH = 4096
+"""Long recordings get smaller tiles, so the sheet (and its memory) stays about this size
+whatever the number of keyframes (a 2-hour recording at --hop 2 has 3,600)."""
+MIN_TILE_WIDTH = 32
 LABEL_HEIGHT = 14
 
 
@@ -37,7 +41,7 @@ def storyboard(times: Sequence[float], image: Callable[[int], np.ndarray]):
     columns, rows = grid_shape(count)
     first = image(0)
     height, width = first.shape[:2]
-    scale = min(1.0, TILE_WIDTH / width)
+    scale = min(1.0, max(MIN_TILE_WIDTH, min(TILE_WIDTH, SHEET_WIDTH // columns)) / width)
     tile_w, tile_h = max(1, round(width * scale)), max(1, round(height * scale))
     sheet = Image.new("RGB", (columns * tile_w, rows * (tile_h + LABEL_HEIGHT)), "white")
     draw = ImageDraw.Draw(sheet)

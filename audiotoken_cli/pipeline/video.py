@@ -114,7 +114,10 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
     for source, outputs in plan.items():
         clash = next((inputs[p.resolve()] for p in outputs.files(settings) if p.resolve() in inputs),
                      None)
-        if clash is not None:
+        if _made_by_video(source):
+            yield FileResult(source, "skipped", (), "a video this command made (its sidecar is "
+                             "beside it); rename it to use it as an input")
+        elif clash is not None:
             yield FileResult(source, "failed", message=f"{source}: its output would overwrite the "
                              f"input {clash}; use -o DIR or rename one of them")
         elif source in collisions:
@@ -140,6 +143,18 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
         except av.error.FFmpegError as error:  # e.g. audio that decodes for tokens but not muxing
             yield FileResult(source, "failed", message=f"{source}: could not write the video "
                              f"({error.strerror or error})")
+
+
+def _made_by_video(source: Path) -> bool:
+    """Whether ``source`` is one of our own MP4s (so a second run over a folder does not turn
+    ``x.audiotoken.mp4`` into ``x.audiotoken.audiotoken.mp4``)."""
+    sidecar = source.with_suffix(".json")
+    if not source.stem.endswith(SUFFIX) or not sidecar.is_file():
+        return False
+    try:
+        return "keyframes" in json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _video_one(source: Path, outputs: VideoOutputs, settings: VideoSettings, renderer,
