@@ -73,10 +73,11 @@ def model_args(models: dict, device: str) -> list[str]:
 def speed(models: dict, args, folder: Path) -> None:
     from dataclasses import replace
 
+    from factories import tone, write_audio
+
     from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
     from audiotoken_cli.pipeline.generate import generate_files
     from audiotoken_cli.pipeline.video import VideoSettings, video_files
-    from factories import tone, write_audio
 
     source = write_audio(folder / "clip.wav", tone(args.seconds, freq=330))
     frames = round(args.fps * args.seconds)

@@ -18,10 +18,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 def main() -> None:
     import numpy as np
+    from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
     from typer.testing import CliRunner
 
     from audiotoken_cli.cli import app
-    from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

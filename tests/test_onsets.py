@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from audiotoken_cli.audio.onsets import interval_weights, onset_strength, reactive_weights
-from audiotoken_cli.pipeline.keyframes import frame_plan, schedule
 from factories import write_audio
+
+from audiotoken_cli.audio.onsets import (
+    interval_weights,
+    onset_strength,
+    reactive_weights,
+)
+from audiotoken_cli.pipeline.keyframes import frame_plan, schedule
 
 RATE = 16000
 

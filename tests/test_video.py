@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -18,7 +19,6 @@ from audiotoken_cli.cli import app
 from audiotoken_cli.config import GenerateSettings, RuntimeSettings
 from audiotoken_cli.pipeline.storyboard import LABEL_HEIGHT, grid_shape
 from audiotoken_cli.pipeline.video import VideoEvents, VideoSettings, video_files
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"

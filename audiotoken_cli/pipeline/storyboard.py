@@ -22,7 +22,7 @@ LABEL_HEIGHT = 14
 
 def mmss(seconds: float) -> str:
     """A time as mm:ss (minutes run past 59 for long recordings: 75:02)."""
-    whole = int(math.floor(seconds + 1e-6))
+    whole = math.floor(seconds + 1e-6)
     return f"{whole // 60:02d}:{whole % 60:02d}"
 
 

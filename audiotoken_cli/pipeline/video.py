@@ -27,7 +27,12 @@ import torch
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import AudioTokenError, InputError, UsageError
-from audiotoken_cli.files import FileResult, file_sha256, find_collisions, write_atomically
+from audiotoken_cli.files import (
+    FileResult,
+    file_sha256,
+    find_collisions,
+    write_atomically,
+)
 from audiotoken_cli.pipeline import keyframes as kf
 from audiotoken_cli.pipeline.mp4 import Mp4Writer
 from audiotoken_cli.pipeline.workfolder import WorkFolder
@@ -130,9 +135,9 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
     if not todo:
         return
 
-    from audiotoken_cli.pipeline.renderer import FrameRenderer
-
     import av
+
+    from audiotoken_cli.pipeline.renderer import FrameRenderer
 
     renderer = FrameRenderer(gen)
     for source in todo:
