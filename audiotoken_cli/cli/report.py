@@ -209,6 +209,11 @@ class BatchProgress:
         if self._images is not None:
             self._progress.update(self._images, advance=1, description=escape(path.name))
 
+    def counter(self, label: str, total: int, unit: str):
+        """A further bar (e.g. a video's keyframes and frames); returns its advance-by-one."""
+        task = self._progress.add_task("", total=total, label=escape(label), unit=unit)
+        return lambda: self._progress.update(task, advance=1)
+
 
 class PlainProgress:
     """The same events as ``BatchProgress``, as plain lines for logs: phases when they start,
@@ -226,6 +231,17 @@ class PlainProgress:
 
     def on_phase(self, phase: str) -> None:
         self._line(phase)
+
+    def counter(self, label: str, total: int, unit: str):
+        """A further count (a video's keyframes, its frames) as throttled lines."""
+        throttle, done = Throttle(total), [0]
+
+        def advance() -> None:
+            done[0] += 1
+            if throttle.due(done[0]):
+                self._line(f"{label.lower()} {done[0]}/{total}, "
+                           + throttle.rate_and_left(done[0], unit))
+        return advance
 
     def file_done(self, result: FileResult) -> None:
         self._files_done += 1

@@ -1,0 +1,161 @@
+"""``audiotoken video``: a whole recording becomes a video that moves with the sound."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Optional
+
+import typer
+
+from audiotoken_cli.cli.app import app
+from audiotoken_cli.cli.generate import Scheduler
+from audiotoken_cli.cli.options import (
+    ToolCommand,
+    AudioEncoderOption,
+    AudioInputs,
+    Device,
+    DeviceOption,
+    Dtype,
+    DtypeOption,
+    EmbedderOption,
+    ModelOption,
+    OfflineOption,
+    OutputDir,
+    OverwriteOption,
+    QuietOption,
+    SdOption,
+)
+from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
+
+
+@app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken video song.mp3 --seed 7\n"
+             "  audiotoken video field.wav --hop 4 --fps 12 --storyboard --save-keyframes\n"
+             "  audiotoken video talk.m4a --keyframes-only --storyboard -o out/\n"
+             "  audiotoken video loop.wav --storyboard --no-video")
+def video(
+    ctx: typer.Context,
+    audio: AudioInputs,
+    hop: Annotated[float, typer.Option("--hop", min=0.05, metavar="SECONDS",
+                                       help="Seconds between keyframes.")] = 2.0,
+    window: Annotated[float, typer.Option(
+        "--window", min=0.05, metavar="SECONDS", help="Seconds of audio behind each keyframe, "
+        "centred on its moment and kept inside the file.")] = 10.0,
+    fps: Annotated[int, typer.Option("--fps", min=1, max=120, metavar="N",
+                                     help="Frames per second.")] = 8,
+    make_video: Annotated[bool, typer.Option("--video/--no-video",
+                                             help="Write the MP4 (--no-video: only the "
+                                             "storyboard, sidecar and tokens).")] = True,
+    save_keyframes: Annotated[bool, typer.Option(
+        "--save-keyframes", help="Also write each keyframe as a PNG with generate's metadata "
+        "into <name>.keyframes/.")] = False,
+    storyboard: Annotated[bool, typer.Option(
+        "--storyboard", help="Write <name>.storyboard.png: the keyframes in a grid, each "
+        "labelled mm:ss.")] = False,
+    keyframes_only: Annotated[bool, typer.Option(
+        "--keyframes-only", help="Render only the keyframes and cross-fade between them in "
+        "pixels (cheap; for CPUs).")] = False,
+    audio_reactive: Annotated[bool, typer.Option(
+        "--audio-reactive", help="Place the in-between frames by the audio's onset strength, so "
+        "changes land on beats.")] = False,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", "-s", min=0, metavar="SEED", help="The seed of every keyframe and frame (one "
+        "noise for the whole video). Random (and printed) when omitted.",
+        show_default=False)] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="Denoising steps.")] = 25,
+    guidance: Annotated[float, typer.Option("--guidance", "-g", min=0.0, metavar="SCALE",
+                                            help="Classifier-free guidance scale.")] = 7.5,
+    prompt: Annotated[str, typer.Option(
+        "--prompt", metavar="TEXT", help="Prompt; <*> marks where the sound goes (exactly once).")]
+        = "a photo of <*>",
+    negative_prompt: Annotated[str, typer.Option(
+        "--negative-prompt", metavar="TEXT", help="What the images should not show.")] = "",
+    width: Annotated[int, typer.Option("--width", "-W", min=8, metavar="PX",
+                                       help="Frame width, a multiple of 8.")] = 512,
+    height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX",
+                                        help="Frame height, a multiple of 8.")] = 512,
+    scheduler: Annotated[Scheduler, typer.Option(
+        "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]",
+        help="Sampler, as for generate.")] = Scheduler.dpmpp,
+    output_dir: OutputDir = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, metavar="N", help="Frames per UNet call (default: what fits the "
+        "device).", show_default=False)] = None,
+    overwrite: OverwriteOption = False,
+    sd: SdOption = None,
+    audio_encoder: AudioEncoderOption = None,
+    embedder: EmbedderOption = None,
+    lora: Annotated[Optional[str], typer.Option(
+        "--lora", metavar="SPEC", help="The paper's optional UNet LoRA: a path, URL or hub id.",
+        show_default=False)] = None,
+    safety_checker: Annotated[bool, typer.Option(
+        "--safety-checker/--no-safety-checker",
+        help="Run the model's own safety checker, when it ships one.")] = True,
+    low_vram: Annotated[bool, typer.Option(
+        "--low-vram", help="Keep sub-models on the CPU until used (CUDA).")] = False,
+    model: ModelOption = "vggsound",
+    offline: OfflineOption = False,
+    quiet: QuietOption = False,
+    device: DeviceOption = Device.auto,
+    dtype: DtypeOption = Dtype.auto,
+) -> None:
+    """Turn a whole recording into a video that moves with the sound.
+
+    Writes <stem>.audiotoken.mp4 (H.264 with the source's audio), a sidecar
+    <stem>.audiotoken.json listing each keyframe's time, window and seed, and
+    <stem>.audiotoken.tokens.safetensors. Keyframe k, at k x hop seconds, is exactly
+    `generate --start START --duration WINDOW --seed SEED` for its window. An interrupted
+    run resumes from .<stem>.audiotoken.work/ when run again with the same settings.
+    """
+    from audiotoken_cli.config import GenerateSettings, RuntimeSettings
+
+    if prompt.count("<*>") != 1:
+        raise typer.BadParameter(f"{prompt!r} must contain the placeholder <*> exactly once, "
+                                 "e.g. 'a photo of <*>'", param_hint="--prompt")
+    if not make_video and not storyboard:
+        raise typer.BadParameter("--no-video makes nothing without --storyboard",
+                                 param_hint="--no-video")
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        typer.echo(f"seed {seed} (pass --seed {seed} to make the same video again)", err=True)
+    options = dict(
+        seed=seed, steps=steps, guidance=guidance, prompt=prompt, negative_prompt=negative_prompt,
+        width=width, height=height, scheduler=scheduler.value, batch_size=batch_size,
+        output_dir=output_dir, overwrite=overwrite, safety_checker=safety_checker,
+        low_vram=low_vram, runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
+    )
+    video_options = dict(hop=hop, window=window, fps=fps, video=make_video,
+                         save_keyframes=save_keyframes, storyboard=storyboard,
+                         keyframes_only=keyframes_only, audio_reactive=audio_reactive)
+    given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+
+    def body() -> int:
+        from audiotoken_cli.pipeline.video import VideoSettings, video_files
+
+        def process(sources, progress, roots, rank, world):
+            # This rank's files (torchrun): every world-th one, as generate deals them.
+            mine = [source for index, source in enumerate(sources) if index % world == rank]
+            paths = components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
+                               offline, quiet)
+            settings = VideoSettings(GenerateSettings(**paths, **options), **video_options)
+            return video_files(mine, settings, _events(progress))
+
+        return run_batch(audio, process, "Sounds", Nouns("video", "sound", "video"), output_dir)
+
+    raise typer.Exit(guarded(ctx, body))
+
+
+def _events(progress):
+    """Bars for each file's keyframes and frames (with the time left), made when totals come."""
+    from audiotoken_cli.pipeline.video import VideoEvents
+
+    bars = {"keyframe": lambda: None, "frame": lambda: None}
+
+    def total(kind: str, label: str):
+        def start(count: int) -> None:
+            bars[kind] = progress.counter(label, count, label.lower())
+        return start
+
+    return VideoEvents(on_keyframes=total("keyframe", "Keyframes"),
+                       on_keyframe=lambda: bars["keyframe"](),
+                       on_frames=total("frame", "Frames"),
+                       on_frame=lambda: bars["frame"]())
