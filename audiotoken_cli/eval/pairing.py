@@ -30,6 +30,7 @@ class Pair:
     real: Path | None = None  # a picture, or a video whose middle frame serves
     label: str | None = None
     problem: str | None = None  # why the image is not counted
+    sha256: str | None = None
 
 
 class Folder:

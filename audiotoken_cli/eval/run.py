@@ -1,0 +1,315 @@
+"""``eval`` end to end: pair, embed in batches (through the feature cache), score, describe.
+
+Only features stay in memory (a few kB per image); pictures and sounds are read a batch at a
+time, so memory does not grow with the images' sizes or their number beyond that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from audiotoken_cli.errors import AudioTokenError
+from audiotoken_cli.eval.metrics import Figure, ais_win_rate, cosines, fid_kid, mean_figure, skipped
+from audiotoken_cli.eval.pairing import Folder, Pair, pair_images, read_real_picture
+
+AIC_PROMPT = "a photo of a {label}"
+MODEL_IDS = {"clip_b32": "openai/clip-vit-base-patch32", "clip_l14": "openai/clip-vit-large-patch14",
+             "wav2clip": "Wav2CLIP (Wu et al. 2022)", "inception": "pytorch-fid InceptionV3"}
+
+
+@dataclass
+class Model:
+    """One resolved model: where it came from, its local path and weights hash, or why not."""
+
+    role: str
+    source: str
+    path: Path | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        body = {"id": MODEL_IDS[self.role], "source": self.source,
+                "path": str(self.path) if self.path else None, "sha256": self.sha256}
+        return {**body, "error": self.error} if self.error else body
+
+
+@dataclass
+class Row:
+    pair: Pair
+    ais: float | None = None
+    iis_b32: float | None = None
+    iis_l14: float | None = None
+    predicted: str | None = None
+
+
+@dataclass
+class Result:
+    rows: list[Row]
+    figures: list[Figure]
+    models: dict[str, Model]
+    classes: int = 0
+    cache_hits: int = 0
+    real_problems: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_images(self) -> list[Pair]:
+        return [row.pair for row in self.rows if row.pair.problem]
+
+
+class Evaluator:
+    def __init__(self, models: dict[str, Model], device: torch.device, batch_size: int = 16,
+                 progress: Callable[[int], None] = lambda done: None):
+        self.models, self.device, self.batch_size, self.progress = models, device, batch_size, progress
+        self.loaded: dict[str, object] = {}
+        self.caches: dict[str, object] = {}
+
+    def model(self, role: str):
+        """The loaded model, or None when its weights could not be had (the reason is kept)."""
+        spec = self.models[role]
+        if spec.path is None:
+            return None
+        if role not in self.loaded:
+            try:
+                self.loaded[role] = _load(role, spec.path, self.device)
+            except AudioTokenError as error:
+                spec.error, spec.path = str(error), None
+                return None
+        return self.loaded[role]
+
+    def features(self, role: str, files: list[tuple[Path, str]], compute) -> list | None:
+        from audiotoken_cli.eval.features import FeatureCache, cached_features
+
+        model = self.model(role)
+        if model is None:
+            return None
+        if role not in self.caches:
+            self.caches[role] = FeatureCache(self.models[role].sha256 or "unknown", role)
+        return cached_features(files, self.caches[role], lambda paths: compute(model, paths))
+
+
+def evaluate(images: list[Path], audio: Path, real: Path | None, labels_file: Path | None,
+             evaluator: Evaluator) -> Result:
+    labels = None
+    if labels_file is not None:
+        from audiotoken_cli.train.labels import read_labels
+
+        labels = read_labels(labels_file)
+    pairs = pair_images(images, Folder(audio), Folder(real), labels)
+    rows = [Row(pair) for pair in pairs]
+    store = _Store()
+    done = 0
+    for start in range(0, len(rows), evaluator.batch_size):
+        batch = rows[start:start + evaluator.batch_size]
+        _score_batch([r for r in batch if r.pair.problem is None], evaluator, store)
+        done += len(batch)
+        evaluator.progress(done)
+    classes = sorted(set(labels.values())) if labels else []
+    figures = _figures(rows, store, evaluator, real, labels_file, classes)
+    hits = sum(cache.hits for cache in evaluator.caches.values())
+    return Result(rows, figures, evaluator.models, len(classes), hits, store.real_problems)
+
+
+@dataclass
+class _Store:
+    """What the corpus-level figures need: small feature tensors, kept in image order."""
+
+    audio: list = field(default_factory=list)
+    image_b32: list = field(default_factory=list)
+    sounds: list = field(default_factory=list)
+    fake_inception: list = field(default_factory=list)
+    real_inception: dict = field(default_factory=dict)  # by file hash: each real frame once
+    image_l14: list = field(default_factory=list)
+    labelled: list = field(default_factory=list)
+    real_problems: list = field(default_factory=list)
+
+
+def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
+    from audiotoken_cli.eval import features as F
+
+    audio = _per_row(rows, ev, "wav2clip", lambda r: r.pair.audio, "sound",
+                     lambda m, p: F.wav2clip_features(m, p, ev.device))
+    _per_row(rows, ev, "", lambda r: r.pair.image, "image", None)  # unreadable images drop out
+    rows = [r for r in rows if r.pair.problem is None]
+    if not rows:
+        return
+    audio = [audio[id(r)] for r in rows] if audio is not None else None
+    images = [(r.pair.image, r.pair.sha256) for r in rows]
+    load_images = lambda paths: [_picture(p) for p in paths]  # noqa: E731
+    b32 = ev.features("clip_b32", images, lambda m, p: m.images(load_images(p)))
+    l14 = ev.features("clip_l14", images, lambda m, p: m.images(load_images(p)))
+    inception = ev.features("inception", images,
+                            lambda m, p: F.inception_features(m, load_images(p), ev.device))
+    if audio is not None and b32 is not None:
+        for row, a, i in zip(rows, audio, b32):
+            row.ais = float(cosines(a[None], i[None])[0])
+        store.audio += audio
+        store.image_b32 += b32
+        store.sounds += [str(r.pair.audio) for r in rows]
+    if inception is not None:
+        store.fake_inception += inception
+    if l14 is not None:
+        store.image_l14 += l14
+        store.labelled += [r.pair.label for r in rows]
+    _score_real([r for r in rows if r.pair.real is not None], ev, store,
+                dict(zip(map(id, rows), zip(b32 or [None] * len(rows), l14 or [None] * len(rows)))))
+
+
+def _per_row(rows: list[Row], ev: Evaluator, role: str, path_of, what: str, compute) -> dict | None:
+    """Hash (and, with ``compute``, embed) each row's file on its own, so one unreadable file
+    marks its own row's problem and the batch goes on. None when the model is missing."""
+    from audiotoken_cli.files import file_sha256
+
+    out: dict = {}
+    for row in rows:
+        if row.pair.problem:
+            continue
+        path = path_of(row)
+        try:
+            digest = file_sha256(path)
+            if compute is None:
+                _check_picture(path)
+                row.pair.sha256 = digest
+                continue
+            found = ev.features(role, [(path, digest)], compute)
+            if found is None:
+                return None
+            out[id(row)] = found[0]
+        except AudioTokenError as error:
+            row.pair.problem = str(error)
+        except OSError as error:
+            row.pair.problem = f"{path}: cannot read the {what} ({error.strerror or error})"
+    return out
+
+
+def _check_picture(path: Path) -> None:
+    from PIL import Image
+
+    from audiotoken_cli.errors import InputError
+
+    try:
+        with Image.open(path) as picture:
+            picture.verify()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise InputError(f"{path}: cannot read the image ({error})") from error
+
+
+def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) -> None:
+    from audiotoken_cli.eval import features as F
+    from audiotoken_cli.files import file_sha256
+
+    readable = []
+    for row in rows:
+        try:
+            read_real_picture(row.pair.real)  # an unreadable frame is reported, not fatal
+            readable.append((row, (row.pair.real, file_sha256(row.pair.real))))
+        except (AudioTokenError, OSError) as error:
+            store.real_problems.append(str(error))
+            row.pair.real = None
+    if not readable:
+        return
+    files = [f for _, f in readable]
+    load = lambda paths: [read_real_picture(p) for p in paths]  # noqa: E731
+    b32 = ev.features("clip_b32", files, lambda m, p: m.images(load(p)))
+    l14 = ev.features("clip_l14", files, lambda m, p: m.images(load(p)))
+    inception = ev.features("inception", files,
+                            lambda m, p: F.inception_features(m, load(p), ev.device))
+    for index, (row, (_, digest)) in enumerate(readable):
+        made_b32, made_l14 = generated[id(row)]
+        if b32 is not None and made_b32 is not None:
+            row.iis_b32 = float(cosines(made_b32[None], b32[index][None])[0])
+        if l14 is not None and made_l14 is not None:
+            row.iis_l14 = float(cosines(made_l14[None], l14[index][None])[0])
+        if inception is not None:
+            store.real_inception[digest] = inception[index]
+
+
+def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
+             labels_file: Path | None, classes: list[str]) -> list[Figure]:
+    counted = [r for r in rows if r.pair.problem is None]
+    seeds = sorted({r.pair.seed for r in counted if r.pair.seed is not None})
+    figures = []
+    missing = _missing_model(ev, "wav2clip", "clip_b32")
+    if not counted:
+        missing = "no image could be paired with its sound"
+    if missing:
+        figures += [skipped("ais", missing, protocol="MACS"),
+                    skipped("ais_win_rate", missing, protocol="SonicDiffusion")]
+    else:
+        figures.append(mean_figure("ais", [r.ais for r in counted], protocol="MACS",
+                                   models=["wav2clip", "clip_b32"], seeds=seeds))
+        rate, comparisons = ais_win_rate(torch.stack(store.audio), torch.stack(store.image_b32),
+                                         store.sounds)
+        figures.append(skipped("ais_win_rate", "needs images of at least two sounds",
+                               protocol="SonicDiffusion") if not comparisons else
+                       Figure("ais_win_rate", rate, None, {
+                           "protocol": "SonicDiffusion", "models": ["wav2clip", "clip_b32"],
+                           "pairs": len(counted), "comparisons": comparisons, "seeds": seeds}))
+    for name, role, protocol in (("iis_b32", "clip_b32", "MACS"),
+                                 ("iis_l14", "clip_l14", "SonicDiffusion")):
+        values = [getattr(r, name) for r in counted if getattr(r, name) is not None]
+        reason = ("no --real folder given" if real is None else _missing_model(ev, role)
+                  or ("" if values else "no image has a real frame in --real"))
+        figures.append(skipped(name, reason, protocol=protocol) if reason else mean_figure(
+            name, values, protocol=protocol, models=[role], seeds=seeds))
+    figures.append(_aic(counted, store, ev, labels_file, classes, seeds))
+    reason = ("no --real folder given" if real is None else _missing_model(ev, "inception")
+              or ("" if store.real_inception else "no image has a real frame in --real"))
+    inception = {"models": ["inception"], "feature": "pool3, 2048-d", "seeds": seeds}
+    if reason:
+        figures += [skipped("fid", reason, **inception), skipped("kid", reason, **inception)]
+    else:
+        figures += fid_kid(torch.stack(list(store.real_inception.values())),
+                           torch.stack(store.fake_inception), inception)
+    return figures
+
+
+def _aic(counted, store: _Store, ev: Evaluator, labels_file, classes, seeds) -> Figure:
+    protocol = {"protocol": "SonicDiffusion", "prompt": AIC_PROMPT}
+    reason = ("no --labels file given" if labels_file is None else _missing_model(ev, "clip_l14"))
+    if reason:
+        return skipped("aic", reason, **protocol)
+    known = [(row, feature) for row, feature in zip(counted, store.image_l14)
+             if row.pair.label in classes]
+    if not known:
+        return skipped("aic", "no counted image's sound has a label in --labels", **protocol)
+    from audiotoken_cli.eval.metrics import zero_shot
+
+    texts = ev.model("clip_l14").texts([AIC_PROMPT.format(label=c) for c in classes])
+    predicted = zero_shot(torch.stack([f for _, f in known]), texts)
+    for (row, _), index in zip(known, predicted.tolist()):
+        row.predicted = classes[index]
+    correct = [float(row.predicted == row.pair.label) for row, _ in known]
+    return mean_figure("aic", correct, **protocol, models=["clip_l14"], classes=len(classes),
+                       seeds=seeds)
+
+
+def _missing_model(ev: Evaluator, *roles: str) -> str:
+    for role in roles:
+        spec = ev.models[role]
+        if ev.model(role) is None:
+            return f"no {MODEL_IDS[role]} weights ({spec.error or 'not given'})"
+    return ""
+
+
+def _picture(path: Path):
+    from audiotoken_cli.train.frames import _read_image
+
+    return _read_image(path)
+
+
+def _load(role: str, path: Path, device: torch.device):
+    if role in ("clip_b32", "clip_l14"):
+        from audiotoken_cli.eval.features import Clip
+
+        return Clip(path, device)
+    if role == "wav2clip":
+        from audiotoken_cli.eval.wav2clip import load_wav2clip
+
+        return load_wav2clip(path).to(device)
+    from audiotoken_cli.eval.inception import load_inception
+
+    return load_inception(path).to(device)
