@@ -23,7 +23,9 @@ from torch import nn
 
 from audiotoken_cli.errors import ModelError
 
-WAV2CLIP_URL = "https://www.dropbox.com/s/94fqdi4lgi8vu19/ResNet_CX.ckpt?dl=1"
+# The URL the wav2clip package (0.1.0) downloads its weights from.
+WAV2CLIP_URL = ("https://github.com/descriptinc/lyrebird-wav2clip/releases/download/v0.1.0-alpha/"
+                "Wav2CLIP.pt")
 SAMPLE_RATE = 16_000
 N_FFT, HOP = 512, 353
 

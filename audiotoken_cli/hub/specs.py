@@ -13,7 +13,20 @@ from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 DEFAULT_PRESET = "vggsound"
 ROLES = ("sd", "audio_encoder", "embedder", "lora")
 ROLE_OPTIONS = {"sd": "--sd", "audio_encoder": "--audio-encoder", "embedder": "--embedder",
-                "lora": "--lora"}
+                "lora": "--lora", "clip_b32": "--clip-b32", "clip_l14": "--clip-l14",
+                "wav2clip": "--wav2clip", "inception": "--inception"}
+EVAL_ROLES = ("clip_b32", "clip_l14", "wav2clip", "inception")
+EVAL_COMPONENTS = {
+    "clip_b32": "openai/clip-vit-base-patch32",
+    "clip_l14": "openai/clip-vit-large-patch14",
+    "wav2clip": ("https://github.com/descriptinc/lyrebird-wav2clip/releases/download/"
+                 "v0.1.0-alpha/Wav2CLIP.pt"),
+    "inception": ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                  "pt_inception-2015-12-05-6726825d.pth"),
+}
+"""The models `audiotoken eval` scores with (docs/eval.md); `--clip-b32` etc. override them.
+No sha256 is listed: none is published for these files, and we do not invent one; eval.json
+records the hash of the file actually used."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".toml", ".npz")
 _HUB_ID = re.compile(
@@ -118,6 +131,9 @@ BUILTIN_PRESETS = {
 
 def download_advice(role: str) -> str:
     """What a first run without network or cache can do instead, and what a download costs."""
+    if role in EVAL_ROLES:
+        return (f"give a local copy with {ROLE_OPTIONS[role]}, point HF_ENDPOINT at a hub mirror, "
+                "or run `audiotoken download --eval` on a network")
     total = sum(BUILTIN_PRESETS[DEFAULT_PRESET].sizes.values())
     return (f"give a local copy with {ROLE_OPTIONS[role]}, point HF_ENDPOINT at a hub mirror, "
             f"or run `audiotoken download` on a network (the default preset is about "
