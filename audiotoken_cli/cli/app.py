@@ -66,3 +66,4 @@ def main() -> None:
 # Each command module registers itself on ``app`` when imported.
 # In the order `--help` lists them.
 from audiotoken_cli.cli import generate, embed, train, download  # noqa: E402,F401,I001
+from audiotoken_cli.cli import eval as eval_command  # noqa: E402,F401
