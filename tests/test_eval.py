@@ -32,7 +32,8 @@ def make_tiny_clip(folder: Path, projection: int, seed: int) -> Path:
     config = CLIPConfig(
         text_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                      "intermediate_size": 37, "vocab_size": len(tokenizer),
-                     "max_position_embeddings": 77},
+                     "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1},
         vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "intermediate_size": 37, "image_size": 32, "patch_size": 8},
         projection_dim=projection)
@@ -113,7 +114,7 @@ def data(tmp_path_factory) -> dict:
 
 
 def run_eval(data: dict, out: Path, *extra: str):
-    args = [str(data["folder"]), "--audio", str(data["audio"]), "-o", str(out),
+    args = ["eval", str(data["folder"]), "--audio", str(data["audio"]), "-o", str(out),
             "--clip-b32", str(data["b32"]), "--clip-l14", str(data["l14"]),
             "--wav2clip", str(data["wav2clip"]), "--inception", str(data["inception"]),
             "--offline", "--device", "cpu", "--batch-size", "5", *extra]
@@ -149,7 +150,7 @@ def clip_embeddings(folder: Path, pictures: list) -> torch.Tensor:
 
 
 def as_batch(pictures: list) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.asarray(p.convert("RGB"))).permute(2, 0, 1)
+    return torch.stack([torch.from_numpy(np.array(p.convert("RGB"))).permute(2, 0, 1)
                         for p in pictures])
 
 
@@ -166,8 +167,9 @@ def test_eval_figures_equal_independent_computations(data, tmp_path):
     assert report["images"]["given"] == 13 and report["images"]["counted"] == 12
     assert [s["image"] for s in report["images"]["skipped"]] == [str(data["orphan"])]
 
-    generated = [Image.open(p).convert("RGB") for p in data["images"]]
-    names = [sound_of(p) for p in data["images"]]
+    made = sorted(data["images"])  # eval takes a folder's images in sorted order; KID's
+    generated = [Image.open(p).convert("RGB") for p in made]  # random subsets follow it
+    names = [sound_of(p) for p in made]
     reals = {name: real_picture(data, name) for name in SOUNDS}
     inception = load_inception(data["inception"])
     fid = FrechetInceptionDistance(feature=inception)
