@@ -14,8 +14,8 @@ from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from audiotoken_cli.cli.app import app
-from tests.factories import make_tiny_tokenizer, tone, write_audio
-from tests.media_factories import ramp_color, write_clip, write_image
+from factories import make_tiny_tokenizer, tone, write_audio
+from media_factories import ramp_color, write_clip, write_image
 
 pytest.importorskip("torchmetrics")
 
@@ -263,3 +263,29 @@ def test_pairing_rules(tmp_path):
     assert owl.audio is None and "several sounds named owl.*" in owl.problem
     assert photo.audio is None and "not <stem>_seed<N>.png" in photo.problem
     assert meta.audio == audio / "owl.wav" and meta.seed == 9
+
+
+def test_clip_folder_and_inception_url_come_through_the_download_path(data, tmp_path,
+                                                                      monkeypatch):
+    from hub_server import FakeHub, repoint_huggingface_hub
+
+    from audiotoken_cli.hub import FetchOptions
+    from audiotoken_cli.hub.fetch import resolve
+
+    folder = data["b32"]
+    with FakeHub() as hub, repoint_huggingface_hub(hub.url, tmp_path / "hf"):
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        for file in folder.iterdir():
+            hub.add_file("openai/clip-tiny", file.name, file.read_bytes(),
+                         lfs=file.suffix == ".safetensors")
+        hub.add_file("openai/clip-tiny", "flax_model.msgpack", b"unused", lfs=True)
+        hub.plain_file("/fid/pt_inception.pth", data["inception"].read_bytes())
+        fetched = resolve("openai/clip-tiny", "clip_b32", FetchOptions())
+        weights = resolve(hub.url + "/fid/pt_inception.pth", "inception", FetchOptions())
+    assert (fetched / "model.safetensors").is_file() and (fetched / "vocab.json").is_file()
+    assert not (fetched / "flax_model.msgpack").exists()
+    assert weights.read_bytes() == data["inception"].read_bytes()
+    # Offline, the cached folder is complete: no network needed.
+    again = resolve("openai/clip-tiny", "clip_b32", FetchOptions(offline=True))
+    assert again == fetched
