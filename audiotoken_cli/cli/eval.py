@@ -106,8 +106,8 @@ def _evaluate(arguments, audio, real, labels, output_dir, given, batch_size, dev
     json_path, csv_path = write_outputs(output_dir, result_json(result, inputs), csv_rows(result))
     _print_figures(result)
     if not quiet:
-        print_notice(f"wrote {json_path} and {csv_path}"
-                     + (f" ({result.cache_hits} cached features reused)" if result.cache_hits else ""))
+        print_notice(f"wrote {json_path} and {csv_path} ({result.computed} features computed, "
+                     f"{result.cache_hits} read from the cache)")
     failed = missing or result.skipped_images or any(m.error for m in models.values())
     return EXIT_FAILED if failed else 0
 

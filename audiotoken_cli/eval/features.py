@@ -30,19 +30,24 @@ def cache_root() -> Path:
 class FeatureCache:
     """Feature vectors of one model, keyed by the sha256 of the file they came from."""
 
-    def __init__(self, model_hash: str, kind: str):
-        self.folder = cache_root() / f"{kind}-{model_hash[:16]}"
+    def __init__(self, model_hash: str | None, kind: str):
+        # Without the weights' hash the features could belong to any model: no cache then.
+        self.folder = cache_root() / f"{kind}-{model_hash[:16]}" if model_hash else None
         self.hits = 0
+        self.computed = 0
 
     def _path(self, file_hash: str) -> Path:
         return self.folder / file_hash[:2] / f"{file_hash}.safetensors"
 
+    def has(self, file_hash: str) -> bool:
+        return self.folder is not None and self._path(file_hash).is_file()
+
     def get(self, file_hash: str) -> torch.Tensor | None:
         from safetensors.torch import load_file
 
-        path = self._path(file_hash)
-        if not path.is_file():
+        if not self.has(file_hash):
             return None
+        path = self._path(file_hash)
         try:
             feature = load_file(str(path))["feature"]
         except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, not fatal
@@ -55,6 +60,8 @@ class FeatureCache:
 
         from audiotoken_cli.files import write_atomically
 
+        if self.folder is None:
+            return
         path = self._path(file_hash)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda tmp: save_file({"feature": feature.contiguous()}, str(tmp)))
@@ -70,7 +77,21 @@ def cached_features(files: list[tuple[Path, str]], cache: FeatureCache,
         for i, feature in zip(missing, fresh):
             found[i] = feature.detach().float().cpu()
             cache.put(files[i][1], found[i])
+            cache.computed += 1
     return found
+
+
+class PictureMemo:
+    """Pictures read once per batch, though three models look at them."""
+
+    def __init__(self, reader: Callable):
+        self.reader, self.pictures = reader, {}
+
+    def __call__(self, paths: list[Path]) -> list:
+        for path in paths:
+            if path not in self.pictures:
+                self.pictures[path] = self.reader(path)
+        return [self.pictures[path] for path in paths]
 
 
 class Clip:

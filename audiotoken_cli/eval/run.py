@@ -53,6 +53,7 @@ class Result:
     models: dict[str, Model]
     classes: int = 0
     cache_hits: int = 0
+    computed: int = 0
     real_problems: list[str] = field(default_factory=list)
 
     @property
@@ -80,15 +81,25 @@ class Evaluator:
                 return None
         return self.loaded[role]
 
+    def all_cached(self, digest: str) -> bool:
+        """Whether every loaded model already has this file's features."""
+        return all(self.cache(role).has(digest) for role in ("clip_b32", "clip_l14", "inception")
+                   if self.models[role].path is not None)
+
+    def cache(self, role: str):
+        from audiotoken_cli.eval.features import FeatureCache
+
+        if role not in self.caches:
+            self.caches[role] = FeatureCache(self.models[role].sha256, role)
+        return self.caches[role]
+
     def features(self, role: str, files: list[tuple[Path, str]], compute) -> list | None:
-        from audiotoken_cli.eval.features import FeatureCache, cached_features
+        from audiotoken_cli.eval.features import cached_features
 
         model = self.model(role)
         if model is None:
             return None
-        if role not in self.caches:
-            self.caches[role] = FeatureCache(self.models[role].sha256 or "unknown", role)
-        return cached_features(files, self.caches[role], lambda paths: compute(model, paths))
+        return cached_features(files, self.cache(role), lambda paths: compute(model, paths))
 
 
 def evaluate(images: list[Path], audio: Path, real: Path | None, labels_file: Path | None,
@@ -109,8 +120,9 @@ def evaluate(images: list[Path], audio: Path, real: Path | None, labels_file: Pa
         evaluator.progress(done)
     classes = sorted(set(labels.values())) if labels else []
     figures = _figures(rows, store, evaluator, real, labels_file, classes)
-    hits = sum(cache.hits for cache in evaluator.caches.values())
-    return Result(rows, figures, evaluator.models, len(classes), hits, store.real_problems)
+    caches = evaluator.caches.values()
+    return Result(rows, figures, evaluator.models, len(classes),
+                  sum(c.hits for c in caches), sum(c.computed for c in caches), store.real_problems)
 
 
 @dataclass
@@ -123,7 +135,6 @@ class _Store:
     fake_inception: list = field(default_factory=list)
     real_inception: dict = field(default_factory=dict)  # by file hash: each real frame once
     image_l14: list = field(default_factory=list)
-    labelled: list = field(default_factory=list)
     real_problems: list = field(default_factory=list)
 
 
@@ -138,7 +149,7 @@ def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
         return
     audio = [audio[id(r)] for r in rows] if audio is not None else None
     images = [(r.pair.image, r.pair.sha256) for r in rows]
-    load_images = lambda paths: [_picture(p) for p in paths]  # noqa: E731
+    load_images = F.PictureMemo(_picture)
     b32 = ev.features("clip_b32", images, lambda m, p: m.images(load_images(p)))
     l14 = ev.features("clip_l14", images, lambda m, p: m.images(load_images(p)))
     inception = ev.features("inception", images,
@@ -153,7 +164,6 @@ def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
         store.fake_inception += inception
     if l14 is not None:
         store.image_l14 += l14
-        store.labelled += [r.pair.label for r in rows]
     _score_real([r for r in rows if r.pair.real is not None], ev, store,
                 dict(zip(map(id, rows), zip(b32 or [None] * len(rows), l14 or [None] * len(rows)))))
 
@@ -204,15 +214,17 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
     readable = []
     for row in rows:
         try:
-            read_real_picture(row.pair.real)  # an unreadable frame is reported, not fatal
-            readable.append((row, (row.pair.real, file_sha256(row.pair.real))))
+            digest = file_sha256(row.pair.real)
+            if not ev.all_cached(digest):  # decoded now only when a model has to see it
+                read_real_picture(row.pair.real)  # an unreadable frame is reported, not fatal
+            readable.append((row, (row.pair.real, digest)))
         except (AudioTokenError, OSError) as error:
             store.real_problems.append(str(error))
             row.pair.real = None
     if not readable:
         return
     files = [f for _, f in readable]
-    load = lambda paths: [read_real_picture(p) for p in paths]  # noqa: E731
+    load = F.PictureMemo(read_real_picture)
     b32 = ev.features("clip_b32", files, lambda m, p: m.images(load(p)))
     l14 = ev.features("clip_l14", files, lambda m, p: m.images(load(p)))
     inception = ev.features("inception", files,
