@@ -194,7 +194,8 @@ def test_eval_figures_equal_independent_computations(data, tmp_path):
         assert figures[key]["value"] == pytest.approx(expected, abs=1e-5), key
         assert figures[key]["pairs"] == 12
 
-    for name in ("ais", "ais_win_rate", "iis_b32", "iis_l14", "aic", "fid", "kid"):
+    for name in ("ais", "ais_win_rate", "ais_z", "iis_b32", "iis_b32_z", "iis_l14", "aic", "fid",
+                 "kid"):
         assert figures[name]["value"] is not None and "skipped" not in figures[name], name
     assert figures["ais"]["protocol"] == "MACS" and figures["iis_l14"]["protocol"] == "SonicDiffusion"
     assert figures["aic"]["classes"] == 4 and figures["aic"]["prompt"] == "a photo of a {label}"
@@ -215,21 +216,29 @@ def test_eval_figures_equal_independent_computations(data, tmp_path):
 
 
 def test_ais_is_the_wav2clip_clip_cosine(data, tmp_path):
-    from audiotoken_cli.audio.decode import load_window
     from audiotoken_cli.eval.wav2clip import load_wav2clip
 
     result = run_eval(data, tmp_path)
     report = json.loads((tmp_path / "eval.json").read_text())
     model = load_wav2clip(data["wav2clip"])
     images = clip_embeddings(data["b32"], [Image.open(p).convert("RGB") for p in data["images"]])
-    sounds = torch.stack([model.embed(load_window(data["audio"] / f"{sound_of(p)}.wav"))
-                          for p in data["images"]])
+    # The whole 1 s track (16-bit WAV at 16 kHz: the samples are known exactly), not looped.
+    tracks = {name: torch.from_numpy(np.round(tone(1.0, freq=freq, seed=index)[0] * 32767)
+                                     / 32768).float()
+              for index, (name, freq) in enumerate(SOUNDS.items())}
+    sounds = torch.stack([model.embed(tracks[sound_of(p)]) for p in data["images"]])
     sounds = torch.nn.functional.normalize(sounds, dim=-1)
     assert report["figures"]["ais"]["value"] == pytest.approx(
         float((sounds * images).sum(-1).mean()), abs=1e-5)
+    # MACS' z-score: each sound's cosine to its image among its cosines to other sounds' images.
+    names = np.array([sound_of(p) for p in data["images"]])
+    scores = (sounds @ images.T).double().numpy()
+    z = [(scores[i, i] - scores[i, names != names[i]].mean()) / scores[i, names != names[i]].std()
+         for i in range(len(names))]
+    assert report["figures"]["ais_z"]["value"] == pytest.approx(float(np.mean(z)), abs=1e-4)
     # Without --real and --labels those figures are skipped with the reason, never a number.
     figures = report["figures"]
-    for name in ("iis_b32", "iis_l14", "fid", "kid"):
+    for name in ("iis_b32", "iis_b32_z", "iis_l14", "fid", "kid"):
         assert figures[name]["value"] is None
         assert figures[name]["skipped"] == "no --real folder given"
     assert figures["aic"]["value"] is None and figures["aic"]["skipped"] == "no --labels file given"

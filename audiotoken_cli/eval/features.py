@@ -144,8 +144,26 @@ def inception_features(model, pictures: list, device: torch.device) -> torch.Ten
         return model(batch.to(device))
 
 
-def wav2clip_features(model, sounds: list[Path], device: torch.device) -> torch.Tensor:
-    """(N, 512) Wav2CLIP embeddings of each sound's 10 s window, one sound at a time."""
-    from audiotoken_cli.audio.decode import load_window
+WAV2CLIP_MAX_SECONDS = 600
+"""MACS embeds each whole track (its clips are 10 s); a longer file is cut here to bound memory."""
 
-    return torch.stack([model.embed(load_window(path).to(device)) for path in sounds])
+
+def load_track(path: Path) -> torch.Tensor:
+    """The whole track, mono 16 kHz, not looped or padded: what MACS gives Wav2CLIP
+    (``librosa.load(sr=16000)``)."""
+    from audiotoken_cli.audio.decode import _check_readable_file, _decode_span
+    from audiotoken_cli.config import SAMPLE_RATE
+    from audiotoken_cli.errors import InputError
+
+    _check_readable_file(path)
+    chunks = _decode_span(path, 0.0, WAV2CLIP_MAX_SECONDS * SAMPLE_RATE)
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise InputError(f"{path}: the audio track holds no samples")
+    import numpy as np
+
+    return torch.from_numpy(np.concatenate(chunks)[:WAV2CLIP_MAX_SECONDS * SAMPLE_RATE])
+
+
+def wav2clip_features(model, sounds: list[Path], device: torch.device) -> torch.Tensor:
+    """(N, 512) Wav2CLIP embeddings of each whole sound, one sound at a time."""
+    return torch.stack([model.embed(load_track(path).to(device)) for path in sounds])

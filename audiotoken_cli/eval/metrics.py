@@ -68,6 +68,25 @@ def ais_win_rate(audio: torch.Tensor, images: torch.Tensor, sounds: list[str],
     return (wins / total if total else float("nan")), total
 
 
+def mean_z_score(queries: torch.Tensor, own: torch.Tensor, targets: torch.Tensor,
+                 query_sounds: list[str], target_sounds: list[str]) -> tuple[float, int]:
+    """MACS' calibrated score: each query's cosine to its own image, as a z-score among its
+    cosines to the images made for other sounds (population std); the mean over queries.
+
+    Returns (mean z, queries that had other images to compare with)."""
+    queries = nn.functional.normalize(queries.float(), dim=-1)
+    own = nn.functional.normalize(own.float(), dim=-1)
+    targets = nn.functional.normalize(targets.float(), dim=-1)
+    scores = []
+    for query, mine, sound in zip(queries, own, query_sounds):
+        others = torch.tensor([s != sound for s in target_sounds])
+        if int(others.sum()) < 2:
+            continue
+        calibration = (targets[others] @ query).double()
+        scores.append(float((query @ mine - calibration.mean()) / calibration.std(unbiased=False)))
+    return (sum(scores) / len(scores) if scores else float("nan")), len(scores)
+
+
 def zero_shot(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
     """Each image's predicted class index: the class prompt with the highest cosine."""
     return (image_features.float() @ text_features.float().T).argmax(dim=-1)

@@ -44,6 +44,7 @@ class Row:
     iis_b32: float | None = None
     iis_l14: float | None = None
     predicted: str | None = None
+    real_b32: torch.Tensor | None = None  # for MACS' calibrated IIS
 
 
 @dataclass
@@ -158,6 +159,7 @@ def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
         for row, a, i in zip(rows, audio, b32):
             row.ais = float(cosines(a[None], i[None])[0])
         store.audio += audio
+    if b32 is not None:
         store.image_b32 += b32
         store.sounds += [str(r.pair.audio) for r in rows]
     if inception is not None:
@@ -233,6 +235,7 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
         made_b32, made_l14 = generated[id(row)]
         if b32 is not None and made_b32 is not None:
             row.iis_b32 = float(cosines(made_b32[None], b32[index][None])[0])
+            row.real_b32 = b32[index]
         if l14 is not None and made_l14 is not None:
             row.iis_l14 = float(cosines(made_l14[None], l14[index][None])[0])
         if inception is not None:
@@ -260,6 +263,7 @@ def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
                        Figure("ais_win_rate", rate, None, {
                            "protocol": "SonicDiffusion", "models": ["wav2clip", "clip_b32"],
                            "pairs": len(counted), "comparisons": comparisons, "seeds": seeds}))
+    figures.append(_ais_z(store, missing, seeds))
     for name, role, protocol in (("iis_b32", "clip_b32", "MACS"),
                                  ("iis_l14", "clip_l14", "SonicDiffusion")):
         values = [getattr(r, name) for r in counted if getattr(r, name) is not None]
@@ -267,6 +271,7 @@ def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
                   or ("" if values else "no image has a real frame in --real"))
         figures.append(skipped(name, reason, protocol=protocol) if reason else mean_figure(
             name, values, protocol=protocol, models=[role], seeds=seeds))
+    figures.append(_iis_z(counted, store, figures))
     figures.append(_aic(counted, store, ev, labels_file, classes, seeds))
     reason = ("no --real folder given" if real is None else _missing_model(ev, "inception")
               or ("" if store.real_inception else "no image has a real frame in --real"))
@@ -277,6 +282,39 @@ def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
         figures += fid_kid(torch.stack(list(store.real_inception.values())),
                            torch.stack(store.fake_inception), inception)
     return figures
+
+
+def _ais_z(store: _Store, missing: str, seeds: list[int]) -> Figure:
+    protocol = {"protocol": "MACS (z-score against images made for other sounds)"}
+    if missing:
+        return skipped("ais_z", missing, **protocol)
+    from audiotoken_cli.eval.metrics import mean_z_score
+
+    audio, images = torch.stack(store.audio), torch.stack(store.image_b32)
+    value, queries = mean_z_score(audio, images, images, store.sounds, store.sounds)
+    if not queries:
+        return skipped("ais_z", "needs images of at least two other sounds", **protocol)
+    return Figure("ais_z", value, None, {**protocol, "pairs": queries,
+                                         "models": ["wav2clip", "clip_b32"], "seeds": seeds})
+
+
+def _iis_z(counted: list[Row], store: _Store, figures: list[Figure]) -> Figure:
+    protocol = {"protocol": "MACS (z-score against images made for other sounds)"}
+    iis = next(f for f in figures if f.name == "iis_b32")
+    if iis.skipped:
+        return skipped("iis_b32_z", iis.skipped, **protocol)
+    from audiotoken_cli.eval.metrics import mean_z_score
+
+    rows = [r for r in counted if r.real_b32 is not None]
+    made = {id(r): index for index, r in enumerate(counted)}
+    value, queries = mean_z_score(
+        torch.stack([r.real_b32 for r in rows]),
+        torch.stack([store.image_b32[made[id(r)]] for r in rows]),
+        torch.stack(store.image_b32), [str(r.pair.audio) for r in rows], store.sounds)
+    if not queries:
+        return skipped("iis_b32_z", "needs images of at least two other sounds", **protocol)
+    return Figure("iis_b32_z", value, None, {**protocol, "pairs": queries, "models": ["clip_b32"],
+                                             "seeds": iis.protocol.get("seeds")})
 
 
 def _aic(counted, store: _Store, ev: Evaluator, labels_file, classes, seeds) -> Figure:
