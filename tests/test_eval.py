@@ -194,8 +194,8 @@ def test_eval_figures_equal_independent_computations(data, tmp_path):
         assert figures[key]["value"] == pytest.approx(expected, abs=1e-5), key
         assert figures[key]["pairs"] == 12
 
-    for name in ("ais", "ais_win_rate", "ais_z", "iis_b32", "iis_b32_z", "iis_l14", "aic", "fid",
-                 "kid"):
+    for name in ("ais", "ais_win_rate", "ais_z", "iis_b32", "iis_b32_z", "iis_l14",
+                 "iis_l14_win_rate", "aic", "fid", "kid"):
         assert figures[name]["value"] is not None and "skipped" not in figures[name], name
     assert figures["ais"]["protocol"] == "MACS" and figures["iis_l14"]["protocol"] == "SonicDiffusion"
     assert figures["aic"]["classes"] == 4 and figures["aic"]["prompt"] == "a photo of a {label}"
@@ -236,9 +236,15 @@ def test_ais_is_the_wav2clip_clip_cosine(data, tmp_path):
     z = [(scores[i, i] - scores[i, names != names[i]].mean()) / scores[i, names != names[i]].std()
          for i in range(len(names))]
     assert report["figures"]["ais_z"]["value"] == pytest.approx(float(np.mean(z)), abs=1e-4)
+    # SonicDiffusion's win rate: each image against the other sounds' audio embeddings.
+    own = (images * sounds).sum(-1)
+    references = {name: sounds[list(names).index(name)] for name in SOUNDS}
+    wins = [np.mean([float(images[i] @ references[other]) < float(own[i])
+                     for other in SOUNDS if other != names[i]]) for i in range(len(names))]
+    assert report["figures"]["ais_win_rate"]["value"] == pytest.approx(float(np.mean(wins)))
     # Without --real and --labels those figures are skipped with the reason, never a number.
     figures = report["figures"]
-    for name in ("iis_b32", "iis_b32_z", "iis_l14", "fid", "kid"):
+    for name in ("iis_b32", "iis_b32_z", "iis_l14", "iis_l14_win_rate", "fid", "kid"):
         assert figures[name]["value"] is None
         assert figures[name]["skipped"] == "no --real folder given"
     assert figures["aic"]["value"] is None and figures["aic"]["skipped"] == "no --labels file given"

@@ -50,6 +50,9 @@ def eval_command(
     wav2clip: _model_option("--wav2clip", "Wav2CLIP checkpoint (Wav2CLIP.pt)") = None,
     inception: _model_option("--inception", "FID Inception weights (pytorch-fid's "
                              "pt_inception-2015-12-05-6726825d.pth)") = None,
+    aic_prompt: Annotated[str, typer.Option(
+        "--aic-prompt", metavar="TEXT", help="The class prompt for AIC; {label} stands for the "
+        "class name (SonicDiffusion's code uses the bare label: '{label}').")] = "a photo of a {label}",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
     device: DeviceOption = "auto",
     offline: OfflineOption = False,
@@ -70,15 +73,17 @@ def eval_command(
         for flag, folder in (("--real", real),):
             if folder is not None and not folder.is_dir():
                 raise UsageError(f"{folder}: {flag} must be a folder")
-        return _evaluate(images, audio, real, labels, output_dir,
+        if "{label}" not in aic_prompt:
+            raise UsageError(f"--aic-prompt {aic_prompt!r} must contain {{label}}")
+        return _evaluate(images, audio, real, labels, output_dir, aic_prompt,
                          {"clip_b32": clip_b32, "clip_l14": clip_l14, "wav2clip": wav2clip,
                           "inception": inception}, batch_size, device, offline, quiet)
 
     raise typer.Exit(guarded(ctx, body))
 
 
-def _evaluate(arguments, audio, real, labels, output_dir, given, batch_size, device, offline,
-              quiet) -> int:
+def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, batch_size, device,
+              offline, quiet) -> int:
     from audiotoken_cli.cli.report import print_error, print_notice
     from audiotoken_cli.devices import resolve_device
     from audiotoken_cli.eval.outputs import csv_rows, result_json, write_outputs
@@ -95,7 +100,8 @@ def _evaluate(arguments, audio, real, labels, output_dir, given, batch_size, dev
     for model in models.values():
         if model.error:
             print_error(model.error)
-    evaluator = Evaluator(models, resolve_device(getattr(device, "value", device)), batch_size)
+    evaluator = Evaluator(models, resolve_device(getattr(device, "value", device)), batch_size,
+                          aic_prompt=aic_prompt)
     result = evaluate(files, audio, real, labels, evaluator)
     for pair in result.skipped_images:
         print_error(f"{pair.problem} (not counted)")

@@ -44,28 +44,23 @@ def mean_figure(name: str, values: list[float], **protocol) -> Figure:
                   {"pairs": len(values), **protocol})
 
 
-def ais_win_rate(audio: torch.Tensor, images: torch.Tensor, sounds: list[str],
-                 chunk: int = 1024) -> tuple[float, int]:
-    """How often a sound is closer to its own image than to an image made for another sound.
+def win_rate(images: torch.Tensor, own: torch.Tensor, candidates: torch.Tensor,
+             own_ids: list[str], candidate_ids: list[str]) -> tuple[float, int]:
+    """SonicDiffusion's score: for each image, the share of the other sounds' references (their
+    audio embeddings, or their real pictures) it is closer to its own reference than to; the mean
+    over images. ``candidates`` holds each reference once, named by ``candidate_ids``.
 
-    For every image i and every image j made for a different sound: a win when
-    cos(audio_i, image_i) > cos(audio_i, image_j). Returns (win rate, comparisons). Rows go in
-    chunks, so memory stays chunk × N.
-    """
-    audio = nn.functional.normalize(audio.float(), dim=-1)
+    Returns (win rate, images that had another reference to compare with)."""
     images = nn.functional.normalize(images.float(), dim=-1)
-    ids = {sound: index for index, sound in enumerate(dict.fromkeys(sounds))}
-    sound_ids = torch.tensor([ids[s] for s in sounds])
-    wins = total = 0
-    for start in range(0, len(sounds), chunk):
-        rows = slice(start, start + chunk)
-        scores = audio[rows] @ images.T  # (chunk, N): audio i against every image
-        count = scores.shape[0]
-        own = scores[torch.arange(count), torch.arange(start, start + count)][:, None]
-        other = sound_ids[rows][:, None] != sound_ids[None, :]
-        wins += int(((own > scores) & other).sum())
-        total += int(other.sum())
-    return (wins / total if total else float("nan")), total
+    own = nn.functional.normalize(own.float(), dim=-1)
+    candidates = nn.functional.normalize(candidates.float(), dim=-1)
+    rates = []
+    for image, mine, name in zip(images, own, own_ids):
+        others = torch.tensor([c != name for c in candidate_ids])
+        if not bool(others.any()):
+            continue
+        rates.append(float(((candidates[others] @ image) < image @ mine).double().mean()))
+    return (sum(rates) / len(rates) if rates else float("nan")), len(rates)
 
 
 def mean_z_score(queries: torch.Tensor, own: torch.Tensor, targets: torch.Tensor,

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli.errors import AudioTokenError
-from audiotoken_cli.eval.metrics import Figure, ais_win_rate, cosines, fid_kid, mean_figure, skipped
+from audiotoken_cli.eval.metrics import Figure, cosines, fid_kid, mean_figure, skipped, win_rate
 from audiotoken_cli.eval.pairing import Folder, Pair, pair_images, read_real_picture
 
 AIC_PROMPT = "a photo of a {label}"
@@ -45,6 +45,8 @@ class Row:
     iis_l14: float | None = None
     predicted: str | None = None
     real_b32: torch.Tensor | None = None  # for MACS' calibrated IIS
+    real_l14: torch.Tensor | None = None  # for SonicDiffusion's IIS win rate
+    made_l14: torch.Tensor | None = None
 
 
 @dataclass
@@ -64,8 +66,9 @@ class Result:
 
 class Evaluator:
     def __init__(self, models: dict[str, Model], device: torch.device, batch_size: int = 16,
-                 progress: Callable[[int], None] = lambda done: None):
+                 progress: Callable[[int], None] = lambda done: None, aic_prompt: str = AIC_PROMPT):
         self.models, self.device, self.batch_size, self.progress = models, device, batch_size, progress
+        self.aic_prompt = aic_prompt
         self.loaded: dict[str, object] = {}
         self.caches: dict[str, object] = {}
 
@@ -238,6 +241,7 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
             row.real_b32 = b32[index]
         if l14 is not None and made_l14 is not None:
             row.iis_l14 = float(cosines(made_l14[None], l14[index][None])[0])
+            row.real_l14, row.made_l14 = l14[index], made_l14
         if inception is not None:
             store.real_inception[digest] = inception[index]
 
@@ -256,13 +260,15 @@ def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
     else:
         figures.append(mean_figure("ais", [r.ais for r in counted], protocol="MACS",
                                    models=["wav2clip", "clip_b32"], seeds=seeds))
-        rate, comparisons = ais_win_rate(torch.stack(store.audio), torch.stack(store.image_b32),
-                                         store.sounds)
+        audio = torch.stack(store.audio)
+        sounds = dict(zip(store.sounds, audio))  # each sound once: the references
+        rate, images = win_rate(torch.stack(store.image_b32), audio,
+                                torch.stack(list(sounds.values())), store.sounds, list(sounds))
         figures.append(skipped("ais_win_rate", "needs images of at least two sounds",
-                               protocol="SonicDiffusion") if not comparisons else
+                               protocol="SonicDiffusion") if not images else
                        Figure("ais_win_rate", rate, None, {
                            "protocol": "SonicDiffusion", "models": ["wav2clip", "clip_b32"],
-                           "pairs": len(counted), "comparisons": comparisons, "seeds": seeds}))
+                           "pairs": images, "references": len(sounds), "seeds": seeds}))
     figures.append(_ais_z(store, missing, seeds))
     for name, role, protocol in (("iis_b32", "clip_b32", "MACS"),
                                  ("iis_l14", "clip_l14", "SonicDiffusion")):
@@ -272,6 +278,7 @@ def _figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
         figures.append(skipped(name, reason, protocol=protocol) if reason else mean_figure(
             name, values, protocol=protocol, models=[role], seeds=seeds))
     figures.append(_iis_z(counted, store, figures))
+    figures.append(_iis_win_rate(counted, figures))
     figures.append(_aic(counted, store, ev, labels_file, classes, seeds))
     reason = ("no --real folder given" if real is None else _missing_model(ev, "inception")
               or ("" if store.real_inception else "no image has a real frame in --real"))
@@ -317,8 +324,27 @@ def _iis_z(counted: list[Row], store: _Store, figures: list[Figure]) -> Figure:
                                              "seeds": iis.protocol.get("seeds")})
 
 
+def _iis_win_rate(counted: list[Row], figures: list[Figure]) -> Figure:
+    protocol = {"protocol": "SonicDiffusion (win rate against the real pictures of other sounds)"}
+    iis = next(f for f in figures if f.name == "iis_l14")
+    if iis.skipped:
+        return skipped("iis_l14_win_rate", iis.skipped, **protocol)
+    rows = [r for r in counted if r.real_l14 is not None]
+    references = {str(r.pair.real): r.real_l14 for r in rows}
+    value, images = win_rate(torch.stack([r.made_l14 for r in rows]),
+                             torch.stack([r.real_l14 for r in rows]),
+                             torch.stack(list(references.values())),
+                             [str(r.pair.real) for r in rows], list(references))
+    if not images:
+        return skipped("iis_l14_win_rate", "needs real pictures of at least two sounds", **protocol)
+    return Figure("iis_l14_win_rate", value, None, {**protocol, "pairs": images,
+                                                    "references": len(references),
+                                                    "models": ["clip_l14"],
+                                                    "seeds": iis.protocol.get("seeds")})
+
+
 def _aic(counted, store: _Store, ev: Evaluator, labels_file, classes, seeds) -> Figure:
-    protocol = {"protocol": "SonicDiffusion", "prompt": AIC_PROMPT}
+    protocol = {"protocol": "SonicDiffusion", "prompt": ev.aic_prompt}
     reason = ("no --labels file given" if labels_file is None else _missing_model(ev, "clip_l14"))
     if reason:
         return skipped("aic", reason, **protocol)
@@ -328,7 +354,7 @@ def _aic(counted, store: _Store, ev: Evaluator, labels_file, classes, seeds) -> 
         return skipped("aic", "no counted image's sound has a label in --labels", **protocol)
     from audiotoken_cli.eval.metrics import zero_shot
 
-    texts = ev.model("clip_l14").texts([AIC_PROMPT.format(label=c) for c in classes])
+    texts = ev.model("clip_l14").texts([ev.aic_prompt.format(label=c) for c in classes])
     predicted = zero_shot(torch.stack([f for _, f in known]), texts)
     for (row, _), index in zip(known, predicted.tolist()):
         row.predicted = classes[index]
