@@ -197,7 +197,8 @@ def test_eval_figures_equal_independent_computations(data, tmp_path):
     for name in ("ais", "ais_win_rate", "ais_z", "iis_b32", "iis_b32_z", "iis_l14",
                  "iis_l14_win_rate", "aic", "fid", "kid"):
         assert figures[name]["value"] is not None and "skipped" not in figures[name], name
-    assert figures["ais"]["protocol"] == "MACS" and figures["iis_l14"]["protocol"] == "SonicDiffusion"
+    assert figures["ais"]["protocol"] == "MACS"
+    assert figures["iis_l14"]["protocol"] == "SonicDiffusion"
     assert figures["aic"]["classes"] == 4 and figures["aic"]["prompt"] == "a photo of a {label}"
     assert 0.0 <= figures["aic"]["value"] <= 1.0
     assert report["seeds"] == [0, 1, 2, 7] and report["version"]

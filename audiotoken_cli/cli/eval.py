@@ -52,7 +52,8 @@ def eval_command(
                              "pt_inception-2015-12-05-6726825d.pth)") = None,
     aic_prompt: Annotated[str, typer.Option(
         "--aic-prompt", metavar="TEXT", help="The class prompt for AIC; {label} stands for the "
-        "class name (SonicDiffusion's code uses the bare label: '{label}').")] = "a photo of a {label}",
+        "class name (SonicDiffusion's code uses the bare label: '{label}').")
+    ] = "a photo of a {label}",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
     device: DeviceOption = "auto",
     offline: OfflineOption = False,

@@ -133,7 +133,8 @@ def picture_tensor(picture) -> torch.Tensor:
     """A PIL picture → uint8 (3, H, W), as torchmetrics' FID takes images."""
     import numpy as np
 
-    return torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def inception_features(model, pictures: list, device: torch.device) -> torch.Tensor:
