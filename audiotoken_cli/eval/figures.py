@@ -12,7 +12,7 @@ from audiotoken_cli.eval.run import MODEL_IDS, Evaluator, Row, _Store
 
 
 def corpus_figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
-             labels_file: Path | None, classes: list[str]) -> list[Figure]:
+                   labels_file: Path | None, classes: list[str]) -> list[Figure]:
     counted = [r for r in rows if r.pair.problem is None]
     seeds = sorted({r.pair.seed for r in counted if r.pair.seed is not None})
     figures = []
