@@ -34,6 +34,9 @@ def download(
         "--lora", metavar="SPEC", help="Also fetch this UNet LoRA.", show_default=False)] = None,
     fast: Annotated[bool, typer.Option(
         "--fast", help="Also fetch generate --fast's LCM-LoRA and tiny autoencoder.")] = False,
+    eval_models: Annotated[bool, typer.Option(
+        "--eval", help="Fetch the models `audiotoken eval` scores with (CLIP ViT-B/32 and "
+        "ViT-L/14, Wav2CLIP, the FID Inception) instead of a preset.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fetch, verify and cache a preset's weights for offline use.
@@ -49,6 +52,8 @@ def download(
 
             print_presets(preset_status())
             return 0
+        if eval_models:
+            return _download_eval(quiet)
         from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 
         given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
@@ -62,3 +67,17 @@ def download(
         return 0
 
     raise typer.Exit(guarded(ctx, body))
+
+
+def _download_eval(quiet: bool) -> int:
+    from audiotoken_cli.cli.eval import resolve_models
+    from audiotoken_cli.cli.report import print_error, print_notice
+    from audiotoken_cli.hub.specs import EVAL_ROLES
+
+    models = resolve_models({}, list(EVAL_ROLES), offline=False, quiet=quiet)
+    for model in models.values():
+        if model.error:
+            print_error(model.error)
+        else:
+            print_notice(f"{model.role}: {model.path}")
+    return 1 if any(model.error for model in models.values()) else 0

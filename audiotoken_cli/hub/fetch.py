@@ -227,6 +227,9 @@ def _folder_complete(folder: Path, role: str) -> bool:
     if role == "taesd":
         return (folder / "config.json").is_file() and any(
             folder.glob("diffusion_pytorch_model*.safetensors"))
+    if role in ("clip_b32", "clip_l14"):  # a transformers folder: config and weights
+        return (folder / "config.json").is_file() and any(
+            (folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
     return (folder / "config.json").is_file() and (folder / "embedder.safetensors").is_file()
 
 
@@ -244,7 +247,10 @@ def choose_files(files: list[str], role: str, prefix: str = "") -> list[str]:
         return [f for f, rel in relative.items() if rel in (
             "config.json", "diffusion_pytorch_model.safetensors")]
     if role != "sd":
-        return [f for f in inside if Path(f).suffix in (".json", ".safetensors", ".txt")]
+        chosen = [f for f in inside if Path(f).suffix in (".json", ".safetensors", ".txt")]
+        if role.startswith("clip_") and not any(f.endswith(".safetensors") for f in chosen):
+            chosen += [f for f in inside if Path(f).name == "pytorch_model.bin"]
+        return chosen
     chosen = [f for f, rel in relative.items()
               if rel == "model_index.json" or ("/" in rel and Path(rel).suffix in (".json", ".txt"))]
     weights: dict[str, list[str]] = {}
@@ -327,6 +333,15 @@ def _explain(error: BaseException, spec: Spec, role: str, offline: bool) -> Audi
     return ModelError(f"{what}: download failed ({type(error).__name__}: {error})")
 
 
+
+
+def resolve_eval_components(overrides: dict[str, str | None], roles: tuple[str, ...],
+                            options: FetchOptions) -> dict[str, Path]:
+    """Each eval model's local path: the user's option if given, else the built-in source."""
+    from audiotoken_cli.hub.specs import EVAL_COMPONENTS
+
+    return {role: resolve(overrides.get(role) or EVAL_COMPONENTS[role], role, options)
+            for role in roles}
 
 
 def resolve_components(preset_name: str, overrides: dict[str, str | None], roles: tuple[str, ...],

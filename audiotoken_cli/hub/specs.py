@@ -13,9 +13,23 @@ from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 DEFAULT_PRESET = "vggsound"
 ROLES = ("sd", "audio_encoder", "embedder", "lora", "lcm_lora", "taesd")
 ROLE_OPTIONS = {"sd": "--sd", "audio_encoder": "--audio-encoder", "embedder": "--embedder",
-                "lora": "--lora", "lcm_lora": "--lcm-lora", "taesd": "--taesd"}
+                "lora": "--lora", "lcm_lora": "--lcm-lora", "taesd": "--taesd",
+                "clip_b32": "--clip-b32", "clip_l14": "--clip-l14", "wav2clip": "--wav2clip",
+                "inception": "--inception"}
 FAST_ROLES = ("lcm_lora", "taesd")
 """Optional: fetched only for ``generate --fast`` (or ``download --fast``)."""
+EVAL_ROLES = ("clip_b32", "clip_l14", "wav2clip", "inception")
+EVAL_COMPONENTS = {
+    "clip_b32": "openai/clip-vit-base-patch32",
+    "clip_l14": "openai/clip-vit-large-patch14",
+    "wav2clip": ("https://github.com/descriptinc/lyrebird-wav2clip/releases/download/"
+                 "v0.1.0-alpha/Wav2CLIP.pt"),
+    "inception": ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                  "pt_inception-2015-12-05-6726825d.pth"),
+}
+"""The models `audiotoken eval` scores with (docs/eval.md); `--clip-b32` etc. override them.
+No sha256 is listed: none is published for these files, and we do not invent one; eval.json
+records the hash of the file actually used."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".txt", ".toml", ".npz")
 _HUB_ID = re.compile(
@@ -102,8 +116,7 @@ class Preset:
 
 
 PAPER_SPACE = "spaces/GuyYariv/AudioToken"
-OPTIONAL_ROLES = ("lcm_lora", "taesd")
-"""Fetched only for `generate --fast` (and `download --fast`)."""
+OPTIONAL_ROLES = FAST_ROLES
 
 BUILTIN_PRESETS = {
     "vggsound": Preset(
@@ -130,6 +143,9 @@ BUILTIN_PRESETS = {
 def download_advice(role: str) -> str:
     """What a user without the file can do. Not "run `audiotoken download`": that is what fails
     when the network is the problem, including inside `download` itself."""
+    if role in EVAL_ROLES:
+        return (f"connect to the network (and unset HF_HUB_OFFLINE), set HF_ENDPOINT to a mirror "
+                f"of the hub, or copy the file onto this machine and pass {ROLE_OPTIONS[role]} PATH")
     sizes = BUILTIN_PRESETS[DEFAULT_PRESET].sizes
     total = sum(size for role_, size in sizes.items() if role_ not in OPTIONAL_ROLES)
     return (f"connect to the network (and unset HF_HUB_OFFLINE), set HF_ENDPOINT to a mirror of "

@@ -1,0 +1,1 @@
+"""`audiotoken eval`: score images against their sounds (AIS, IIS, AIC, FID, KID)."""
