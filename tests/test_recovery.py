@@ -73,7 +73,7 @@ def test_resume_finishes_an_export_that_a_kill_prevented(videos, sd, tmp_path):
         assert same_files(run / name, checkpoint / name)
     assert load_embedder(run).model.config.token_dim == 32
     again = train_cli(*train_args(videos, run, sd, "--max-steps", "2", "--resume"))
-    assert again.exit_code == 1 and "already trained to step 2" in again.output
+    assert again.exit_code == 2 and "already trained to step 2" in again.output
 
 
 def test_resume_replaces_an_export_older_than_the_last_checkpoint(videos, sd, tmp_path):

@@ -211,7 +211,10 @@ def _sidecar_settings(source: Path, audio_sha: str, duration: float, settings: V
     """Every setting that decides the pixels, so any frame can be made again (and the work
     folder's key)."""
     gen = settings.generate
+    # The models' part first: the run metadata it comes from also carries a `window` (the
+    # generate-style dict), which the video's own window length must override.
     return {
+        **renderer.models,
         "tool": "audiotoken-cli", "version": __version__,
         "audio_file": source.name, "audio_sha256": audio_sha, "audio_duration": duration,
         "hop": settings.hop, "window": settings.window, "fps": settings.fps,
@@ -220,9 +223,10 @@ def _sidecar_settings(source: Path, audio_sha: str, duration: float, settings: V
         "keyframes_only": settings.keyframes_only, "audio_reactive": settings.audio_reactive,
         "prompt": gen.prompt, "negative_prompt": gen.negative_prompt, "seed": gen.seed,
         "steps": gen.steps, "guidance": gen.guidance, "scheduler": gen.scheduler,
-        "width": gen.width, "height": gen.height, "dtype": gen.runtime.dtype,
+        "width": gen.width, "height": gen.height,
+        "dtype": renderer.models.get("dtype", gen.runtime.dtype),
         "device": renderer.device.type, "token_dim": renderer.token_dim,
-        "safety_checker": gen.safety_checker, **renderer.models,
+        "safety_checker": gen.safety_checker,
     }
 
 
@@ -276,12 +280,14 @@ def _save_keyframes(source: Path, audio_sha: str, keys: list[kf.Keyframe], work:
     from PIL import Image
 
     from audiotoken_cli.pipeline.metadata import RunMetadata, save_png
-    from audiotoken_cli.pipeline.naming import PlannedImage
+    from audiotoken_cli.pipeline.naming import PlannedImage, pixel_settings
 
     paths = []
     for key in keys:
         settings = replace(renderer.settings, window=key.window, seed=key.seed)
-        metadata = RunMetadata(settings, renderer.models, {source: audio_sha})
+        # The run's models, with this keyframe's own window, as generate records it.
+        models = {**renderer.models, **pixel_settings(settings, renderer.models["dtype"])}
+        metadata = RunMetadata(settings, models, {source: audio_sha})
         path = outputs.keyframes / f"keyframe_{key.index:04d}.png"
         info = metadata.for_image(PlannedImage(source, key.seed, path))
         image = Image.fromarray(work.image(key.index))
