@@ -11,6 +11,9 @@ import typer
 
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.options import (
+    LoraOption,
+    LowVramOption,
+    SafetyCheckerOption,
     AudioEncoderOption,
     Device,
     DeviceOption,
@@ -108,15 +111,9 @@ def generate(
     sd: SdOption = None,
     audio_encoder: AudioEncoderOption = None,
     embedder: EmbedderOption = None,
-    lora: Annotated[Optional[str], typer.Option(
-        "--lora", metavar="SPEC", help="The paper's optional UNet LoRA "
-        "(lora_layers_learned_embeds.bin): a path, URL or hub id.", show_default=False)] = None,
-    safety_checker: Annotated[bool, typer.Option(
-        "--safety-checker/--no-safety-checker",
-        help="Run the model's own safety checker, when it ships one.")] = True,
-    low_vram: Annotated[bool, typer.Option(
-        "--low-vram", help="Keep sub-models on the CPU until used (CUDA): slower, less "
-        "memory.")] = False,
+    lora: LoraOption = None,
+    safety_checker: SafetyCheckerOption = True,
+    low_vram: LowVramOption = False,
     model: ModelOption = "vggsound",
     offline: OfflineOption = False,
     quiet: QuietOption = False,

@@ -82,6 +82,21 @@ OverwriteOption = Annotated[
     bool,
     typer.Option("--overwrite/--no-overwrite", help="Replace outputs that already exist."),
 ]
+LoraOption = Annotated[
+    Optional[str],
+    typer.Option("--lora", metavar="SPEC", help="The paper's optional UNet LoRA "
+                 "(lora_layers_learned_embeds.bin): a path, URL or hub id.", show_default=False),
+]
+SafetyCheckerOption = Annotated[
+    bool,
+    typer.Option("--safety-checker/--no-safety-checker",
+                 help="Run the model's own safety checker, when it ships one."),
+]
+LowVramOption = Annotated[
+    bool,
+    typer.Option("--low-vram", help="Keep sub-models on the CPU until used (CUDA): slower, less "
+                 "memory."),
+]
 SdOption = Annotated[
     Optional[str],
     typer.Option("--sd", metavar="SPEC", help="Stable Diffusion (SD 1.x or 2.x) as a diffusers "

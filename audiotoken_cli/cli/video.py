@@ -10,6 +10,9 @@ import typer
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.generate import Scheduler
 from audiotoken_cli.cli.options import (
+    LoraOption,
+    LowVramOption,
+    SafetyCheckerOption,
     ToolCommand,
     AudioEncoderOption,
     AudioInputs,
@@ -84,14 +87,9 @@ def video(
     sd: SdOption = None,
     audio_encoder: AudioEncoderOption = None,
     embedder: EmbedderOption = None,
-    lora: Annotated[Optional[str], typer.Option(
-        "--lora", metavar="SPEC", help="The paper's optional UNet LoRA: a path, URL or hub id.",
-        show_default=False)] = None,
-    safety_checker: Annotated[bool, typer.Option(
-        "--safety-checker/--no-safety-checker",
-        help="Run the model's own safety checker, when it ships one.")] = True,
-    low_vram: Annotated[bool, typer.Option(
-        "--low-vram", help="Keep sub-models on the CPU until used (CUDA).")] = False,
+    lora: LoraOption = None,
+    safety_checker: SafetyCheckerOption = True,
+    low_vram: LowVramOption = False,
     model: ModelOption = "vggsound",
     offline: OfflineOption = False,
     quiet: QuietOption = False,
