@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from audiotoken_cli import __version__
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo, TrainSettings
 from audiotoken_cli.devices import resolve_device
 from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
@@ -37,6 +33,14 @@ from audiotoken_cli.files import write_atomically
 from audiotoken_cli.models.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
 from audiotoken_cli.models.safecache import load_embedder_fast
 from audiotoken_cli.training.data import DataSettings, TrainingData, scan
+from audiotoken_cli.training.checkpoints import (
+    CHECKPOINTS,
+    settings_record,
+    library_versions,
+    checkpoint_steps,
+    load_checkpoint,
+    save_checkpoint,
+)
 from audiotoken_cli.training.distributed import (
     Dist,
     _average_gradients,
@@ -59,7 +63,6 @@ from audiotoken_cli.training.recovery import (
     trim_metrics,
 )
 
-CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 
 
@@ -138,69 +141,6 @@ def make_optimizer(embedder: AudioEmbedder, settings: TrainSettings, world: int)
 
 
 # ---------------------------------------------------------------------------------------------
-# Run folder: config, metrics, checkpoints
-
-
-def _versions() -> dict[str, str]:
-    import diffusers
-    import transformers
-
-    return {"audiotoken-cli": __version__, "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
-
-
-def _settings_dict(settings: TrainSettings) -> dict:
-    return json.loads(json.dumps(asdict(settings), default=str))
-
-
-def checkpoint_steps(run: Path) -> list[int]:
-    folder = run / CHECKPOINTS
-    steps = []
-    for path in folder.glob("step-*") if folder.is_dir() else []:
-        if path.is_dir() and path.name[5:].isdigit() and (path / "state.json").is_file():
-            steps.append(int(path.name[5:]))
-    return sorted(steps)
-
-
-def save_checkpoint(run: Path, step: int, embedder: AudioEmbedder, optimizer, schedule,
-                    info: EmbedderInfo, keep: int) -> Path:
-    """``checkpoints/step-N/``, written in a temporary folder and renamed whole: a crash or a full
-    disk mid-save leaves the previous checkpoints as they were."""
-    folder = run / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{step}"
-    temporary = folder / f".step-{step}.partial"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        save_embedder(embedder, temporary, info)
-        torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()},
-                   temporary / "optimizer.pt")
-        (temporary / "state.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(temporary, final)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    for old in checkpoint_steps(run)[:-keep] if keep > 0 else []:
-        shutil.rmtree(folder / f"step-{old}", ignore_errors=True)
-    return final
-
-
-def load_checkpoint(run: Path, embedder: AudioEmbedder, optimizer, schedule) -> int:
-    steps = checkpoint_steps(run)
-    if not steps:
-        raise UsageError(f"{run}: --resume found no checkpoint in {run / CHECKPOINTS}")
-    folder = run / CHECKPOINTS / f"step-{steps[-1]}"
-    from safetensors.torch import load_file
-
-    embedder.load_state_dict(load_file(folder / "embedder.safetensors"))
-    state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    return steps[-1]
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -402,7 +342,7 @@ def _hold_out(samples: list, count: int) -> tuple[list, list]:
 
 def _run_record(settings: TrainSettings, samples, held_out, warnings, origin, world: Dist) -> dict:
     """Every setting, the library versions and what the data scan found."""
-    return {"settings": _settings_dict(settings), "versions": _versions(),
+    return {"settings": settings_record(settings), "versions": library_versions(),
             "clips": len(samples), "labels": label_counts(samples),
             "held_out": [str(s.audio) for s in held_out],
             "skipped": warnings, "embedder": origin, "world_size": world.world,
