@@ -76,6 +76,7 @@ def eval_command(
             return _print_compare(*compare)
         if not images or audio is None:
             raise UsageError("give the images and --audio DIR (or --compare A.json B.json)")
+        _require_torchmetrics()
         if not audio.is_dir():
             raise UsageError(f"{audio}: --audio must be a folder")
         for flag, folder in (("--real", real),):
@@ -89,6 +90,15 @@ def eval_command(
                          fid_protocol.value)
 
     raise typer.Exit(guarded(ctx, body))
+
+
+def _require_torchmetrics() -> None:
+    """One line before any work where a broken install lacks torchmetrics (a core dependency)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchmetrics") is None:
+        raise UsageError('audiotoken eval needs torchmetrics for FID and KID: '
+                         'pip install "torchmetrics>=1.9" (or reinstall audiotoken-cli)')
 
 
 def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, batch_size, device,
