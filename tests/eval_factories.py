@@ -3,9 +3,11 @@ reference libraries (torch-fidelity, clean-fid, wav2clip) imported the way they 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -68,7 +70,9 @@ def random_inception() -> Path:
             module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
             module.bias.data.copy_(0.1 * torch.randn(size, generator=generator))
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    path = Path(tempfile.mkdtemp(prefix="fid-inception-")) / "pt_inception-2015-12-05-6726825d.pth"
+    folder = Path(tempfile.mkdtemp(prefix="fid-inception-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # about 95 MB
+    path = folder / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(state, path)
     return path
 
