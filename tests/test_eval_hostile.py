@@ -1,5 +1,5 @@
-"""`audiotoken eval` over hostile pictures beside good ones: a decompression bomb, FIFOs named
-like images, a truncated PNG, text named .png, a folder named .png. Each is one line naming the
+"""`audiotoken eval` over hostile pictures beside good ones: a decompression bomb (generated and
+real), FIFOs named like images, a truncated PNG, text named .png, a folder named .png. Each is one line naming the
 file, the good images are scored, the exit code is 1, and nothing hangs (a child process with a
 time limit runs the real CLI)."""
 
@@ -13,7 +13,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from eval_factories import make_tiny_clip, make_tiny_wav2clip, save_png
+from eval_factories import make_tiny_clip, make_tiny_wav2clip, random_inception, save_png
 from factories import tone, write_audio
 
 
@@ -52,11 +52,18 @@ def test_every_bad_picture_is_one_line_and_the_run_goes_on(tmp_path):
     bad["truncated"].write_bytes(whole[:len(whole) // 2])
     bad["text"].write_text("not a picture")
     bad["folder"].mkdir()
+    real = tmp_path / "real"  # a good frame for dog, a decompression bomb for rain
+    real.mkdir()
+    save_png(real / "dog.png", 7)
+    bad["real bomb"] = decompression_bomb(real / "rain.png")
+    save_png(images / "rain_seed1.png", 2)  # two images share the bad frame: one line still
     out = tmp_path / "out"
     command = [sys.executable, "-m", "audiotoken_cli", "eval", str(images), str(bad["loose fifo"]),
                "--audio", str(audio), "-o", str(out),
                "--clip-b32", str(make_tiny_clip(tmp_path / "b32", projection=512, seed=3)),
                "--wav2clip", str(make_tiny_wav2clip(tmp_path / "Wav2CLIP.pt")),
+               "--real", str(real), "--inception", str(random_inception()),
+               "--clip-l14", str(tmp_path / "b32"),
                "--offline", "--device", "cpu", "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -70,5 +77,7 @@ def test_every_bad_picture_is_one_line_and_the_run_goes_on(tmp_path):
     assert "named pipe (FIFO)" in next(line for line in lines if str(bad["fifo"]) in line)
     assert "exceeds limit" in next(line for line in lines if str(bad["bomb"]) in line)
     report = json.loads((out / "eval.json").read_text())
-    assert report["images"]["counted"] == 2
-    assert report["figures"]["ais"]["pairs"] == 2
+    assert report["images"]["counted"] == 3
+    assert report["figures"]["ais"]["pairs"] == 3
+    assert report["figures"]["iis_b32"]["pairs"] == 1  # only dog has a readable real frame
+    assert "needs at least 2 real" in report["figures"]["fid"]["skipped"]

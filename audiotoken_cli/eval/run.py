@@ -251,8 +251,11 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
             if not ev.all_cached(digest):  # decoded now only when a model has to see it
                 read_real_picture(row.pair.real)  # an unreadable frame is reported, not fatal
             readable.append((row, (row.pair.real, digest)))
-        except (AudioTokenError, OSError) as error:
-            store.real_problems.append(str(error))
+        except Exception as error:  # noqa: BLE001 - PIL and FFmpeg raise many kinds
+            problem = str(error) if isinstance(error, AudioTokenError) else (
+                f"{row.pair.real}: cannot read the real picture ({error})")
+            if problem not in store.real_problems:  # one line per file, however many images
+                store.real_problems.append(problem)
             row.pair.real = None
     if not readable:
         return
