@@ -159,6 +159,9 @@ class TrainSettings:
     sample_every: int = 500
     sample_clips: int = 2
     sample_steps: int = 25
+    eval_every: int = 0  # AIS and IIS on the held-out clips every N steps (0: never)
+    clip_b32: Path | None = None  # their models; None: the eval defaults (docs/eval.md)
+    wav2clip: Path | None = None
     resume: bool = False
     overwrite: bool = False
     prompt: str = PAPER_PROMPT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,8 @@ from audiotoken_cli.cli.run import EXIT_FAILED, guarded
 from audiotoken_cli.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# The choices live in eval/inception.py (kept free of torch-heavy imports here); Typer wants Enums.
+FidProtocol = Enum("FidProtocol", {name: name for name in ("clean", "torchmetrics")}, type=str)
 
 
 def _model_option(flag: str, what: str):
@@ -54,6 +57,10 @@ def eval_command(
         "--aic-prompt", metavar="TEXT", help="The class prompt for AIC; {label} stands for the "
         "class name (SonicDiffusion's code uses the bare label: '{label}').")
     ] = "a photo of a {label}",
+    fid_protocol: Annotated[FidProtocol, typer.Option(
+        "--fid-protocol", help="How pictures are resized to the Inception's 299×299 for FID and "
+        "KID: clean (clean-fid's PIL bicubic, as MACS reports) or torchmetrics (its default "
+        "antialiased bilinear).")] = FidProtocol.clean,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
     device: DeviceOption = "auto",
     offline: OfflineOption = False,
@@ -69,6 +76,7 @@ def eval_command(
             return _print_compare(*compare)
         if not images or audio is None:
             raise UsageError("give the images and --audio DIR (or --compare A.json B.json)")
+        _require_torchmetrics()
         if not audio.is_dir():
             raise UsageError(f"{audio}: --audio must be a folder")
         for flag, folder in (("--real", real),):
@@ -78,13 +86,23 @@ def eval_command(
             raise UsageError(f"--aic-prompt {aic_prompt!r} must contain {{label}}")
         return _evaluate(images, audio, real, labels, output_dir, aic_prompt,
                          {"clip_b32": clip_b32, "clip_l14": clip_l14, "wav2clip": wav2clip,
-                          "inception": inception}, batch_size, device, offline, quiet)
+                          "inception": inception}, batch_size, device, offline, quiet,
+                         fid_protocol.value)
 
     raise typer.Exit(guarded(ctx, body))
 
 
+def _require_torchmetrics() -> None:
+    """One line before any work where a broken install lacks torchmetrics (a core dependency)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchmetrics") is None:
+        raise UsageError('audiotoken eval needs torchmetrics for FID and KID: '
+                         'pip install "torchmetrics>=1.9" (or reinstall audiotoken-cli)')
+
+
 def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, batch_size, device,
-              offline, quiet) -> int:
+              offline, quiet, fid_protocol) -> int:
     from audiotoken_cli.cli.report import print_error, print_notice
     from audiotoken_cli.devices import resolve_device
     from audiotoken_cli.eval.outputs import csv_rows, result_json, write_outputs
@@ -102,14 +120,15 @@ def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, bat
         if model.error:
             print_error(model.error)
     evaluator = Evaluator(models, resolve_device(getattr(device, "value", device)), batch_size,
-                          aic_prompt=aic_prompt)
+                          aic_prompt=aic_prompt, fid_protocol=fid_protocol)
     result = evaluate(files, audio, real, labels, evaluator)
     for pair in result.skipped_images:
         print_error(f"{pair.problem} (not counted)")
     for problem in result.real_problems:
         print_error(f"{problem} (no real frame for IIS, FID and KID)")
     inputs = {"images": arguments, "audio": str(audio), "real": str(real) if real else None,
-              "labels": str(labels) if labels else None, "batch_size": batch_size}
+              "labels": str(labels) if labels else None, "batch_size": batch_size,
+              "fid_protocol": fid_protocol}
     json_path, csv_path = write_outputs(output_dir, result_json(result, inputs), csv_rows(result))
     _print_figures(result)
     if not quiet:
@@ -120,21 +139,29 @@ def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, bat
 
 
 def expand_images(arguments: list[str]) -> tuple[list[Path], list[str]]:
-    """Image files from files, folders and glob patterns, in order, each once."""
+    """Image files from files, folders and glob patterns, in order, each once; a path that is
+    not a regular file is a problem line, not an image."""
+    from audiotoken_cli.eval.run import not_a_regular_file
+
     found: dict[Path, None] = {}
     problems = []
     for argument in arguments:
         path = Path(argument).expanduser()
         if path.is_dir():
             hits = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-        elif path.is_file():
+        elif path.exists():  # a FIFO or a device too: refused below
             hits = [path]
         else:
             hits = [Path(p) for p in sorted(glob.glob(argument, recursive=True))
                     if Path(p).suffix.lower() in IMAGE_SUFFIXES]
         if not hits:
             problems.append(f"{argument}: no such image, folder or pattern")
-        found.update(dict.fromkeys(hits))
+        for hit in hits:  # refused before anything opens them (a FIFO would block for ever)
+            problem = not_a_regular_file(hit)
+            if problem:
+                problems.append(problem)
+            else:
+                found[hit] = None
     return list(found), problems
 
 

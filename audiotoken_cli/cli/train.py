@@ -102,6 +102,16 @@ def train(
                                       help="Checkpoints kept.")] = 3,
     sample_every: Annotated[int, typer.Option(
         "--sample-every", min=0, metavar="N", help="Sample grid every N steps (0: never).")] = 500,
+    eval_every: Annotated[int, typer.Option(
+        "--eval-every", min=0, metavar="N", help="AIS and IIS on the held-out clips every N "
+        "steps, into metrics.jsonl and eval.png (0: never). Needs Wav2CLIP and CLIP ViT-B/32, "
+        "as eval does.")] = 0,
+    clip_b32: Annotated[Optional[str], typer.Option(
+        "--clip-b32", metavar="SPEC", help="CLIP ViT-B/32 for --eval-every: a path, URL or hub "
+        "id. Default: eval's.", show_default=False)] = None,
+    wav2clip: Annotated[Optional[str], typer.Option(
+        "--wav2clip", metavar="SPEC", help="Wav2CLIP checkpoint for --eval-every. Default: "
+        "eval's.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue from the run folder's last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(
@@ -151,7 +161,9 @@ def train(
                             ("sd", "audio_encoder"), offline, quiet)
         init_path = components(model, {"embedder": init}, ("embedder",), offline, quiet)[
             "embedder"] if init else None
-        settings = TrainSettings(**paths, init=init_path, **options)
+        scoring = _eval_models(eval_every, clip_b32, wav2clip, offline, quiet)
+        settings = TrainSettings(**paths, init=init_path, eval_every=eval_every, **scoring,
+                                 **options)
         if not is_main_process():  # other ranks of torchrun / accelerate train silently
             run_training(settings)
             return 0
@@ -161,3 +173,18 @@ def train(
         return 0
 
     raise typer.Exit(guarded(ctx, body))
+
+
+def _eval_models(eval_every: int, clip_b32, wav2clip, offline: bool, quiet: bool) -> dict:
+    """``--eval-every``'s models as local paths (downloaded when missing), before training."""
+    if not eval_every:
+        return {}
+    from audiotoken_cli.cli.report import print_notice
+    from audiotoken_cli.hub import FetchOptions
+    from audiotoken_cli.hub.fetch import resolve
+    from audiotoken_cli.hub.specs import EVAL_COMPONENTS
+
+    options = FetchOptions(offline=offline, quiet=quiet,
+                           notice=(lambda message: None) if quiet else print_notice)
+    return {role: resolve(given or EVAL_COMPONENTS[role], role, options)
+            for role, given in (("clip_b32", clip_b32), ("wav2clip", wav2clip))}

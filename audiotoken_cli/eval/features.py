@@ -129,18 +129,12 @@ def _normalised(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=-1)
 
 
-def picture_tensor(picture) -> torch.Tensor:
-    """A PIL picture → uint8 (3, H, W), as torchmetrics' FID takes images."""
-    import numpy as np
+def inception_features(model, pictures: list, device: torch.device, protocol: str) -> torch.Tensor:
+    """(N, 2048) pool3 features; each picture resized to 299×299 on its own, by the FID protocol
+    (``inception.prepare``), so a batch may mix sizes."""
+    from audiotoken_cli.eval.inception import prepare
 
-    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8).copy()
-    return torch.from_numpy(pixels).permute(2, 0, 1)
-
-
-def inception_features(model, pictures: list, device: torch.device) -> torch.Tensor:
-    """(N, 2048) pool3 features; each picture resized to 299×299 on its own, so a batch may mix
-    sizes."""
-    batch = torch.cat([model.prepare(picture_tensor(p)[None]) for p in pictures])
+    batch = torch.stack([prepare(picture, protocol) for picture in pictures])
     with torch.no_grad():
         return model(batch.to(device))
 

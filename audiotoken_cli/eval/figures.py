@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from audiotoken_cli.eval.metrics import Figure, fid_kid, mean_figure, skipped, win_rate
+from audiotoken_cli.eval.metrics import (FID_RESIZE, Figure, fid_kid, mean_figure, skipped,
+                                      win_rate)
 from audiotoken_cli.eval.run import MODEL_IDS, Evaluator, Row, _Store
 
 
@@ -47,7 +48,8 @@ def corpus_figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | N
     figures.append(_aic(counted, store, ev, labels_file, classes, seeds))
     reason = ("no --real folder given" if real is None else _missing_model(ev, "inception")
               or ("" if store.real_inception else "no image has a real frame in --real"))
-    inception = {"models": ["inception"], "feature": "pool3, 2048-d", "seeds": seeds}
+    inception = {"protocol": ev.fid_protocol, "resize": FID_RESIZE[ev.fid_protocol],
+                 "models": ["inception"], "feature": "pool3, 2048-d", "seeds": seeds}
     if reason:
         figures += [skipped("fid", reason, **inception), skipped("kid", reason, **inception)]
     else:

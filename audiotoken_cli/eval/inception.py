@@ -1,10 +1,19 @@
-"""The FID Inception: InceptionV3 as TensorFlow's FID code ran it, loading pytorch-fid's weights.
+"""The FID Inception: InceptionV3 as TensorFlow's FID code ran it, loading pytorch-fid's weights,
+and the two ways of bringing a picture to its 299×299 input (``--fid-protocol``).
 
 Written here because the maintained copies (torchvision's InceptionV3, pytorch-fid,
-torch-fidelity) all need torchvision, which fails to import beside the CPU torch wheel. The module
-follows pytorch-fid's ``FIDInception*`` variant (average pools that exclude padding; a max pool in
-the last block) and loads ``pt_inception-2015-12-05-6726825d.pth`` by its own key names. Its
-output is the 2048-d pool3 feature that torchmetrics' FID and KID take through ``feature=``.
+torch-fidelity, clean-fid) all need torchvision, which fails to import beside the CPU torch wheel.
+The network follows torch-fidelity's ``FeatureExtractorInceptionV3`` (the one torchmetrics runs):
+average pools that exclude padding, a max pool in the last block; it loads
+``pt_inception-2015-12-05-6726825d.pth`` by its own key names. Its output is the 2048-d pool3
+feature. tests/test_eval_reference.py proves both protocols against the libraries themselves.
+
+- ``torchmetrics``: what ``torchmetrics.image.fid.FrechetInceptionDistance(feature=2048)`` does by
+  default (torchmetrics 1.9, ``antialias=True``): the uint8 values as floats, bilinear resize with
+  antialiasing to 299×299, then ``(x − 128) / 128``.
+- ``clean``: clean-fid's ``mode="clean"`` (``make_resizer("PIL", False, "bicubic", (299, 299))``):
+  each channel resized on its own as a 32-bit float PIL image, bicubic, clipped to [0, 255], then
+  ``(x − 128) / 128`` inside its Inception wrapper. MACS computes its FID and KID this way.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from audiotoken_cli.errors import ModelError
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                  "pt_inception-2015-12-05-6726825d.pth")
 INPUT_SIZE = 299
+FID_PROTOCOLS = ("clean", "torchmetrics")
+DEFAULT_FID_PROTOCOL = "clean"  # MACS, our image-quality anchor, computes FID with clean-fid
 
 
 class Conv(nn.Module):
@@ -141,13 +152,9 @@ class BlockE(nn.Module):
 
 
 class FIDInception(nn.Module):
-    """Images in, (N, 2048) pool3 features out.
+    """(N, 3, 299, 299) pictures prepared by ``prepare`` in, (N, 2048) pool3 features out."""
 
-    Takes uint8 images in [0, 255] (torchmetrics' convention) or floats in [0, 1], any size:
-    they are resized to 299×299 (bilinear) and scaled to [-1, 1], as pytorch-fid does.
-    """
-
-    num_features = 2048  # torchmetrics reads this instead of probing with a random image
+    num_features = 2048
 
     def __init__(self):
         super().__init__()
@@ -169,17 +176,7 @@ class FIDInception(nn.Module):
         self.Mixed_7c = BlockE(2048, max_pool=True)
         self.fc = nn.Linear(2048, 1008)  # in the weights file; FID does not use the logits
 
-    @staticmethod
-    def prepare(images: torch.Tensor) -> torch.Tensor:
-        """uint8 [0, 255] or float [0, 1] (N, 3, H, W) → float [0, 1] at 299×299."""
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                              align_corners=False)
-        return x
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = 2 * self.prepare(images) - 1
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"):
             x = getattr(self, name)(x)
         x = F.max_pool2d(x, 3, stride=2)
@@ -189,6 +186,37 @@ class FIDInception(nn.Module):
                      "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
             x = getattr(self, name)(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+def prepare(picture, protocol: str) -> torch.Tensor:
+    """An RGB PIL picture of any size → the Inception's (3, 299, 299) input, by ``protocol``."""
+    import numpy as np
+
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
+    if protocol == "clean":
+        resized = torch.from_numpy(_clean_resize(pixels)).permute(2, 0, 1)
+    elif protocol == "torchmetrics":
+        values = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float()
+        resized = F.interpolate(values, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                                align_corners=False, antialias=True)[0]
+    else:
+        raise ValueError(f"unknown FID protocol {protocol!r} (choose from {FID_PROTOCOLS})")
+    # Both libraries normalise in this order: subtract 128, then divide by 128.
+    return (resized - 128) / 128
+
+
+def _clean_resize(pixels):
+    """clean-fid's resize, by hand because its package needs torchvision: each channel a 32-bit
+    float PIL image, bicubic to 299×299, clipped to [0, 255]. (H, W, 3) uint8 → (299, 299, 3)."""
+    import numpy as np
+    from PIL import Image
+
+    channels = []
+    for index in range(3):
+        channel = Image.fromarray(pixels[:, :, index].astype(np.float32))  # mode "F"
+        channel = channel.resize((INPUT_SIZE, INPUT_SIZE), resample=Image.Resampling.BICUBIC)
+        channels.append(np.asarray(channel).clip(0, 255))
+    return np.stack(channels, axis=2).astype(np.float32)
 
 
 def load_inception(path: Path) -> FIDInception:

@@ -14,6 +14,10 @@ from torch import nn
 KID_MAX_SUBSET = 1000
 KID_SUBSETS = 100
 KID_SEED = 0
+FID_RESIZE = {  # recorded in eval.json beside the protocol's name
+    "clean": "clean-fid: PIL bicubic to 299x299 on float pixels, (x - 128) / 128",
+    "torchmetrics": "torchmetrics: antialiased bilinear to 299x299, (x - 128) / 128",
+}
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Precomputed(nn.Module):
 
 def fid_kid(real: torch.Tensor, fake: torch.Tensor, protocol: dict) -> list[Figure]:
     """FID and KID (mean and std) of two (N, 2048) Inception feature sets, by torchmetrics."""
+    register_torch_fidelity()  # before torchmetrics, which imports torch-fidelity when present
     import torchmetrics
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
@@ -126,3 +131,30 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, protocol: dict) -> list[Figu
             Figure("kid", float(kid_mean), None,
                    {**base, "std": float(kid_std), "subset_size": subset,
                     "subsets": KID_SUBSETS, "seed": KID_SEED})]
+
+
+def register_torch_fidelity() -> None:
+    """Let ``torchmetrics.image`` import where torch-fidelity is installed but torchvision is not
+    (it cannot load beside the CPU torch wheel). torchmetrics imports only torch-fidelity's
+    Inception module, which needs no torchvision; but importing any submodule first runs the
+    package's ``__init__``, which imports torchvision. So the package is registered without
+    running ``__init__``, and its submodules then import alone."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if "torch_fidelity" in sys.modules:
+        return
+    spec = importlib.util.find_spec("torch_fidelity")
+    if spec is None or not spec.submodule_search_locations:
+        return  # not installed: torchmetrics does without it
+    try:
+        importlib.import_module("torch_fidelity")
+        return
+    except Exception:  # noqa: BLE001 - torchvision missing or broken: register it bare below
+        pass
+    package = types.ModuleType("torch_fidelity")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    sys.modules["torch_fidelity"] = package

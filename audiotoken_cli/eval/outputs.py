@@ -56,6 +56,7 @@ def _number(value: float | None) -> str:
 def write_outputs(folder: Path, report: dict, rows: list[dict]) -> tuple[Path, Path]:
     from audiotoken_cli.files import write_atomically
 
+    folder.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = folder / "eval.json", folder / "eval.csv"
     write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
 

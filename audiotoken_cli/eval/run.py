@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli.errors import AudioTokenError
+from audiotoken_cli.eval.inception import DEFAULT_FID_PROTOCOL
 from audiotoken_cli.eval.metrics import Figure, cosines
 from audiotoken_cli.eval.pairing import Folder, Pair, pair_images, read_real_picture
 
@@ -68,10 +69,11 @@ class Result:
 class Evaluator:
     def __init__(self, models: dict[str, Model], device: torch.device, batch_size: int = 16,
                  progress: Callable[[int], None] = lambda done: None,
-                 aic_prompt: str = AIC_PROMPT):
+                 aic_prompt: str = AIC_PROMPT, fid_protocol: str = DEFAULT_FID_PROTOCOL):
         self.models, self.device, self.batch_size = models, device, batch_size
         self.progress = progress
         self.aic_prompt = aic_prompt
+        self.fid_protocol = fid_protocol
         self.loaded: dict[str, object] = {}
         self.caches: dict[str, object] = {}
 
@@ -97,7 +99,9 @@ class Evaluator:
         from audiotoken_cli.eval.features import FeatureCache
 
         if role not in self.caches:
-            self.caches[role] = FeatureCache(self.models[role].sha256, role)
+            # Inception features depend on how pictures were resized: one cache per protocol.
+            kind = f"{role}-{self.fid_protocol}" if role == "inception" else role
+            self.caches[role] = FeatureCache(self.models[role].sha256, kind)
         return self.caches[role]
 
     def features(self, role: str, files: list[tuple[Path, str]], compute) -> list | None:
@@ -162,7 +166,8 @@ def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
     b32 = ev.features("clip_b32", images, lambda m, p: m.images(load_images(p)))
     l14 = ev.features("clip_l14", images, lambda m, p: m.images(load_images(p)))
     inception = ev.features("inception", images,
-                            lambda m, p: F.inception_features(m, load_images(p), ev.device))
+                            lambda m, p: F.inception_features(m, load_images(p), ev.device,
+                                                                 ev.fid_protocol))
     if audio is not None and b32 is not None:
         for row, a, i in zip(rows, audio, b32):
             row.ais = float(cosines(a[None], i[None])[0])
@@ -206,15 +211,33 @@ def _per_row(rows: list[Row], ev: Evaluator, role: str, path_of, what: str, comp
 
 
 def _check_picture(path: Path) -> None:
-    from PIL import Image
-
+    """Decode the picture once, so any fault in it is this row's one line, not the batch's."""
     from audiotoken_cli.errors import InputError
 
+    problem = not_a_regular_file(path)
+    if problem:
+        raise InputError(problem)
     try:
-        with Image.open(path) as picture:
-            picture.verify()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        _picture(path)
+    except AudioTokenError:
+        raise
+    except Exception as error:  # noqa: BLE001 - PIL raises many kinds (SyntaxError, struct.error)
         raise InputError(f"{path}: cannot read the image ({error})") from error
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a picture without opening it, or None. A FIFO would block
+    the first read for ever, and a device stream without end."""
+    import os
+    import stat
+
+    from audiotoken_cli.audio.decode import _kind_of
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"{path}: cannot be read ({error.strerror or error})"
+    return None if stat.S_ISREG(mode) else f"{path}: is {_kind_of(mode)}, not an image file"
 
 
 def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) -> None:
@@ -228,8 +251,11 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
             if not ev.all_cached(digest):  # decoded now only when a model has to see it
                 read_real_picture(row.pair.real)  # an unreadable frame is reported, not fatal
             readable.append((row, (row.pair.real, digest)))
-        except (AudioTokenError, OSError) as error:
-            store.real_problems.append(str(error))
+        except Exception as error:  # noqa: BLE001 - PIL and FFmpeg raise many kinds
+            problem = str(error) if isinstance(error, AudioTokenError) else (
+                f"{row.pair.real}: cannot read the real picture ({error})")
+            if problem not in store.real_problems:  # one line per file, however many images
+                store.real_problems.append(problem)
             row.pair.real = None
     if not readable:
         return
@@ -238,7 +264,8 @@ def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) 
     b32 = ev.features("clip_b32", files, lambda m, p: m.images(load(p)))
     l14 = ev.features("clip_l14", files, lambda m, p: m.images(load(p)))
     inception = ev.features("inception", files,
-                            lambda m, p: F.inception_features(m, load(p), ev.device))
+                            lambda m, p: F.inception_features(m, load(p), ev.device,
+                                                                 ev.fid_protocol))
     for index, (row, (_, digest)) in enumerate(readable):
         made_b32, made_l14 = generated[id(row)]
         if b32 is not None and made_b32 is not None:

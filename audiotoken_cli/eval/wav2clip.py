@@ -5,9 +5,10 @@ out of this project, and its wheels pin another torch). The module follows the p
 ``ResNetExtractor(transform=True)``: a power spectrogram (n_fft 512, hop 353, Hann window,
 centred, reflect padding), log(x + 1e-7), standardised by its own mean and std, a ResNet-18 with
 one input channel, global average pooling, then a two-layer MLP (Linear, ReLU, Linear) into
-CLIP's 512-d space. Keys match the checkpoint's ``state_dict``: ``audio_encoder.*`` and
-``audio_transform.sequential.{0,3}.*``. Widths are read from the weights, so a small checkpoint
-in the same format loads too.
+CLIP's 512-d space. Keys match the released file: ``audio_encoder.*`` and
+``audio_transform.sequential.{0,3}.*``, at the top level (the file the package downloads) or under
+a Lightning ``state_dict``. Widths are read from the weights, so a small checkpoint in the same
+format loads too. tests/test_eval_reference.py proves the embeddings equal to the package's own.
 
 The package standardises over the whole batch it is given; we embed one sound at a time, as its
 ``embed_audio`` does for a single clip, so a sound's embedding never depends on its neighbours.
@@ -50,9 +51,9 @@ class BasicBlock(nn.Module):
 
 
 class AudioResNet(nn.Module):
-    """ResNet-18 on a log power spectrogram; ``fc`` is in the checkpoint but unused."""
+    """ResNet-18 on a log power spectrogram, without a classifier (as the package's)."""
 
-    def __init__(self, width: int = 64, classes: int = 1000):
+    def __init__(self, width: int = 64):
         super().__init__()
         self.conv1 = nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -63,7 +64,6 @@ class AudioResNet(nn.Module):
             setattr(self, f"layer{index}", nn.Sequential(BasicBlock(cin, cout, stride),
                                                          BasicBlock(cout, cout, 1)))
             cin = cout
-        self.fc = nn.Linear(cin, classes)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
 
     def spectrogram(self, waves: torch.Tensor) -> torch.Tensor:
@@ -83,9 +83,9 @@ class AudioResNet(nn.Module):
 class Wav2CLIP(nn.Module):
     """16 kHz mono waves (N, samples) → (N, 512) embeddings in CLIP ViT-B/32's space."""
 
-    def __init__(self, width: int = 64, classes: int = 1000, hidden: int = 512, out: int = 512):
+    def __init__(self, width: int = 64, hidden: int = 512, out: int = 512):
         super().__init__()
-        self.audio_encoder = AudioResNet(width, classes)
+        self.audio_encoder = AudioResNet(width)
         self.audio_transform = nn.Module()
         self.audio_transform.sequential = nn.Sequential(
             nn.Linear(width * 8, hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, out))
@@ -97,25 +97,38 @@ class Wav2CLIP(nn.Module):
 
 
 def load_wav2clip(path: Path) -> Wav2CLIP:
-    """Wav2CLIP from its released Lightning checkpoint (``state_dict`` inside), read without
-    running pickled code."""
+    """Wav2CLIP from either layout, read without running pickled code: the released
+    ``Wav2CLIP.pt`` as the ``wav2clip`` package (0.1.0) reads it (``audio_encoder.*`` and
+    ``audio_transform.*`` at the top level), or a Lightning training checkpoint (the same keys
+    under ``state_dict``)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - an unreadable file is the user's to fix
         raise ModelError(f"{path}: not a Wav2CLIP checkpoint ({error})") from error
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or "audio_encoder.conv1.weight" not in state:
-        raise ModelError(f"{path}: not a Wav2CLIP checkpoint (no audio_encoder weights)")
+    state = _weights(checkpoint)
+    if state is None:
+        raise ModelError(f"{path}: not a Wav2CLIP checkpoint (no audio_encoder weights at the "
+                         "top level or under state_dict)")
     wanted = {k: v for k, v in state.items()
               if k.startswith(("audio_encoder.", "audio_transform."))
-              and k != "audio_encoder.spectrogram.window"}  # the Hann window: rebuilt, not loaded
+              and k != "audio_encoder.spectrogram.window"  # the Hann window: rebuilt, not loaded
+              and not k.startswith("audio_encoder.fc.")}  # a classifier the embedding never uses
     try:
         first = wanted["audio_transform.sequential.0.weight"]
         last = wanted["audio_transform.sequential.3.weight"]
         model = Wav2CLIP(width=wanted["audio_encoder.conv1.weight"].shape[0],
-                         classes=wanted["audio_encoder.fc.weight"].shape[0],
                          hidden=first.shape[0], out=last.shape[0])
         model.load_state_dict(wanted, strict=True)
     except (KeyError, RuntimeError) as error:
         raise ModelError(f"{path}: not Wav2CLIP's layout ({str(error).splitlines()[0]})") from error
     return model.eval()
+
+
+def _weights(checkpoint) -> dict | None:
+    """The dict that holds ``audio_encoder.*``: the checkpoint itself, or its ``state_dict``."""
+    if not isinstance(checkpoint, dict):
+        return None
+    for candidate in (checkpoint, checkpoint.get("state_dict")):
+        if isinstance(candidate, dict) and "audio_encoder.conv1.weight" in candidate:
+            return candidate
+    return None

@@ -92,8 +92,8 @@ def read_image_settings(path: Path) -> dict | None:
     try:
         with Image.open(path) as image:
             text = getattr(image, "text", {}).get("audiotoken")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None  # no readable chunk: whoever reads the pixels reports the image's problem
     try:
         info = json.loads(text) if text else None
     except ValueError:

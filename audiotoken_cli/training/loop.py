@@ -56,7 +56,13 @@ from audiotoken_cli.training.examples import (
     step_rng,
 )
 from audiotoken_cli.training.labels import describe_labels, label_counts
-from audiotoken_cli.training.pictures import loss_curve, sample_grid
+from audiotoken_cli.training.pictures import loss_curve
+from audiotoken_cli.training.scores import (
+    describe_scores,
+    eval_curve,
+    held_out_scorer,
+    pictures_and_scores,
+)
 from audiotoken_cli.training.recovery import (
     finish_killed_export,
     remove_stray_partials,
@@ -220,6 +226,8 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
                         source=f"audiotoken train {run.name} ({origin})",
                         extra={"sd": str(settings.sd), "training": record})
 
+    scorer = held_out_scorer(settings, held_out, samples, data_settings, device, world.main,
+                             events.on_note)  # --eval-every: None when off
     events.on_start(step, settings.max_steps, warnings)
     interrupted = _InterruptFlag()
     last_good = step
@@ -241,9 +249,12 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
                 if step % settings.save_every == 0 or step == settings.max_steps:
                     save_checkpoint(run, step, embedder, optimizer, schedule, info, settings.keep)
                     last_good = step
-                if settings.sample_every and step % settings.sample_every == 0:
-                    sample_grid(run, step, embedder, frozen, held_out or samples[:2],
-                                 data_settings, settings, device, compute_dtype)
+                scores = pictures_and_scores(run, step, embedder, frozen, held_out or samples[:2],
+                                             data_settings, settings, device, compute_dtype,
+                                             scorer)
+                if scores:
+                    _append_metrics(run, scores)
+                    events.on_note(describe_scores(scores))
             events.on_step(metrics)
     if interrupted.raised:
         if world.main and step > last_good:
@@ -252,6 +263,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     if world.main:
         save_embedder(embedder, run, info)
         loss_curve(run)
+        eval_curve(run)
     if world.world > 1:
         import torch.distributed as dist
 

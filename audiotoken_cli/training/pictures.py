@@ -20,8 +20,9 @@ from audiotoken_cli.training.examples import Frozen, slot_rng
 
 @torch.no_grad()
 def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_settings,
-                 settings: TrainSettings, device, dtype) -> None:
-    """One image per held-out clip from its first window, in a row, as samples/step-N.png."""
+                 settings: TrainSettings, device, dtype) -> list:
+    """One image per held-out clip from its first window, in a row, as samples/step-N.png.
+    Returns the images (``train --eval-every`` scores them)."""
     from PIL import Image
 
     from audiotoken_cli.render.diffusion import (
@@ -57,6 +58,7 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
     draw_captions(grid, [Path(s.audio).name for s in samples], width, caption)
     target = run / "samples" / f"step-{step}.png"
     write_atomically(target, lambda tmp: grid.save(tmp, format="PNG"))
+    return images
 
 
 def draw_captions(grid, names: list[str], width: int, height: int) -> None:
@@ -75,7 +77,8 @@ def loss_curve(run: Path, width: int = 640, height: int = 360) -> None:
     from PIL import Image, ImageDraw
 
     path = run / "metrics.jsonl"
-    losses = [json.loads(line)["loss"] for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    losses = [row["loss"] for row in rows if "loss" in row]  # eval lines carry no loss
     if not losses:
         return
     image = Image.new("RGB", (width, height), "white")
