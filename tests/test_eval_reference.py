@@ -97,8 +97,8 @@ def test_torchmetrics_protocol_equals_torchmetrics_own_extractor(data, tmp_path)
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    result, report = run_eval(data, tmp_path, "--fid-protocol", "torchmetrics", "--wav2clip",
-                              str(tmp_path / "none.pt"))
+    # No --fid-protocol: the default is torchmetrics'.
+    result, report = run_eval(data, tmp_path, "--wav2clip", str(tmp_path / "none.pt"))
     real, generated = pictures(data)
     fid = FrechetInceptionDistance(feature=2048,
                                    feature_extractor_weights_path=str(data["inception"]))
@@ -166,8 +166,9 @@ def test_clean_protocol_equals_clean_fid_resize_and_features(data, tmp_path):
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    result, report = run_eval(data, tmp_path, "--wav2clip", str(tmp_path / "none.pt"))
-    assert report["figures"]["fid"]["protocol"] == "clean", result.output  # the default
+    result, report = run_eval(data, tmp_path, "--fid-protocol", "clean", "--wav2clip",
+                              str(tmp_path / "none.pt"))
+    assert report["figures"]["fid"]["protocol"] == "clean", result.output
 
     clean_fid_torchscript(tmp_path, data["inception"])
     inception = InceptionV3W(str(tmp_path), download=False)  # clean-fid's mode="clean" model

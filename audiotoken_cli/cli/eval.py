@@ -59,8 +59,8 @@ def eval_command(
     ] = "a photo of a {label}",
     fid_protocol: Annotated[FidProtocol, typer.Option(
         "--fid-protocol", help="How pictures are resized to the Inception's 299×299 for FID and "
-        "KID: clean (clean-fid's PIL bicubic, as MACS reports) or torchmetrics (its default "
-        "antialiased bilinear).")] = FidProtocol.clean,
+        "KID: torchmetrics (its FrechetInceptionDistance's antialiased bilinear; the default) "
+        "or clean (clean-fid's PIL bicubic, as MACS reports its table).")] = FidProtocol.torchmetrics,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per batch.")] = 16,
     device: DeviceOption = "auto",
     offline: OfflineOption = False,
