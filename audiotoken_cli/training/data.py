@@ -327,17 +327,8 @@ class TrainingData(torch.utils.data.Dataset):
 
     def waveform_at(self, index: int, start: float) -> torch.Tensor:
         """The audio window from ``start`` seconds: (S,) float32, S = audio_seconds × 16 kHz.
-
-        A silent window is zeros: silence is valid training data, though ``load_window`` refuses
-        it for embedding.
-        """
-        window = Window(start, self.settings.audio_seconds)
-        try:
-            return load_window(self.samples[index].audio, window)
-        except InputError as error:
-            if "silent" not in str(error):
-                raise
-            return torch.zeros(window.num_samples)
+        A silent window is zeros, as valid for training as for embedding."""
+        return load_window(self.samples[index].audio, Window(start, self.settings.audio_seconds))
 
     def frame_at(self, index: int, time: float) -> torch.Tensor:
         """The picture at ``time`` seconds (the image, for audio+image pairs), resized and
