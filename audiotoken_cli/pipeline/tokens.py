@@ -23,8 +23,10 @@ from audiotoken_cli.errors import InputError, ModelError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
+    check_output_name,
     file_sha256,
     mirrored_folder,
+    output_error,
     OutputClaims,
     remove_stale_partials,
     write_atomically,
@@ -118,6 +120,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
     alone. ``roots``: each source's input root, mirrored under ``settings.output_dir`` (filled
     as the sources stream in).
     """
+    from safetensors import SafetensorError
+
     roots = {} if roots is None else roots
     entries = _embed_plan(sources, settings, roots, rank, world)
     waiting: deque[FileResult | Path] = deque()
@@ -152,10 +156,25 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             continue
         target = token_path(source, settings, roots.get(source))
         metadata = {**provenance, **_audio_provenance(source, settings.window)}
-        write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
+        try:
+            write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
+        except (OSError, SafetensorError) as error:  # a full disk: this file fails, the batch goes on
+            yield FileResult(source, "failed", message=_write_failure(source, target, error))
+            continue
         renamed = f"embedding name {target.stem}" if target.stem != source.stem else ""
         yield FileResult(source, "written", (target,), renamed)
     yield from waiting
+
+
+def _write_failure(source: Path, target: Path, error: Exception) -> str:
+    """One line for a token file that could not be written. safetensors reports a full disk as
+    ``SafetensorError`` with the OS error inside its text, not as an ``OSError``."""
+    if isinstance(error, OSError):
+        return str(output_error(source, error))
+    text = str(error)
+    reason = ("no space left on the disk" if "StorageFull" in text or "No space left" in text
+              else text.splitlines()[0] if text else type(error).__name__)
+    return f"{source}: cannot write its output {target} ({reason})"
 
 
 def token_path(source: Path, settings: EmbedSettings, root: Path | None = None) -> Path:
@@ -179,12 +198,27 @@ def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping
         collision = claims.claim(source, [target])
         if index % world != rank:
             continue
-        if collision is not None:
+        problem = _output_problem(source, target)
+        if problem is not None:
+            yield FileResult(source, "failed", message=problem)
+        elif collision is not None:
             yield FileResult(source, "failed", message=str(collision))
         elif target.exists() and not settings.overwrite:
             yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
         else:
             yield source
+
+
+def _output_problem(source: Path, target: Path) -> str | None:
+    """A name too long for the file system, or a folder we may not look at: one line."""
+    try:
+        check_output_name(source, target)
+        target.exists()
+    except InputError as error:
+        return str(error)
+    except OSError as error:
+        return str(output_error(source, error))
+    return None
 
 
 def tokenize_files(tokenizer: AudioTokenizer, sources: Iterable[Path], window: Window,
