@@ -63,7 +63,7 @@ def hostile_batch(tmp_path) -> dict:
     os.symlink(folder / "loop2.wav", loop)
     os.symlink(loop, folder / "loop2.wav")
     too_long = write_audio(folder / long_name(246), tone(1.0, seed=2))  # 250 bytes
-    long_ok = write_audio(folder / long_name(226), tone(1.0, seed=3))  # 230: + "_seed1.png" = 236
+    long_ok = write_audio(folder / long_name(236), tone(1.0, seed=3))  # 240: its outputs fit
     assert name_max(folder) == 255
     return {"folder": folder, "good": good, "loop": loop, "too_long": too_long, "long_ok": long_ok}
 
