@@ -153,9 +153,9 @@ def _unet_hash(sd: Path) -> str | None:
 
 def a1111_parameters(info: dict) -> str:
     """The ``parameters`` text chunk as A1111 writes it, so image browsers show the settings."""
-    lines = [info["prompt"]]
-    if info["negative_prompt"]:
-        lines.append(f"Negative prompt: {info['negative_prompt']}")
+    # "Negative prompt:" even when empty (A1111 leaves it out then): ComfyUI's import of an
+    # A1111 chunk builds its workflow only when the line is there; A1111 reads it as "".
+    lines = [info["prompt"], f"Negative prompt: {info['negative_prompt']}".rstrip()]
     fields = {
         "Steps": info["steps"],
         "Sampler": SAMPLER_NAMES[info["scheduler"]],
