@@ -196,10 +196,10 @@ def _fetch_hub_folder(spec: Spec, role: str, options: FetchOptions) -> Path:
 
 
 KILLED_DOWNLOAD = re.compile(r"^([0-9a-f]+)\.[0-9a-f]{8}\.incomplete$")
-"""huggingface_hub (2.2 on, all this project takes) downloads a blob to ``<etag>.<8 hex>.incomplete``, a name of
-its own per download, and deletes it when a download fails: only a killed process leaves one,
-and no later download ever resumes it (an older ``<etag>.incomplete``, which it does resume, is
-left alone)."""
+"""huggingface_hub (2.2 on, all this project takes) downloads a blob to
+``<etag>.<8 hex>.incomplete``, a name of its own per download, and deletes it when a download
+fails: only a killed process leaves one, and no later download ever resumes it (an older
+``<etag>.incomplete``, which older versions do resume, is left alone)."""
 
 
 def remove_killed_downloads(spec: Spec, options: FetchOptions) -> list[Path]:
