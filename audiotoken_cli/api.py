@@ -27,6 +27,7 @@ import torch
 from audiotoken_cli.config import PAPER_PROMPT, GenerateSettings, RuntimeSettings, Window
 from audiotoken_cli import validation
 from audiotoken_cli.errors import UsageError
+from audiotoken_cli.pipeline.tokens import NON_FINITE_TOKEN, check_token, sound_label
 from audiotoken_cli.validation import check_generate_options, check_window, validate_generate
 
 AudioInput = Union[str, os.PathLike, tuple, np.ndarray, torch.Tensor]
@@ -109,7 +110,7 @@ class AudioToken:
         window = Window(start=start, duration=duration)
         check_window(window, "start", "duration")
         waveform = _waveform(audio, window)
-        return self.tokenizer(waveform[None])[0].cpu()  # (1, S) → (d,)
+        return check_token(self.tokenizer(waveform[None])[0].cpu(), sound_label(audio))  # (d,)
 
     # -- sound → images -----------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class AudioToken:
             return (self.generate(item, n, seed, prompt, **settings) for item in audio)
         window, options = _split_window(settings)
         waveform = _waveform(audio, window)
-        token = self.tokenizer(waveform[None])[0]  # (d,)
+        token = check_token(self.tokenizer(waveform[None])[0], sound_label(audio))  # (d,)
         return self._render(token, n, seed, prompt, options, window, _describe(audio, waveform))
 
     def generate_from_token(self, token: torch.Tensor, n: int = 4, seed: int | None = None,
@@ -147,6 +148,7 @@ class AudioToken:
         if token.numel() != self.token_dim:
             raise UsageError(f"the token has {token.numel()} values; this model's tokens have "
                              f"{self.token_dim}")
+        check_token(token, "token", NON_FINITE_TOKEN)
         window, options = _split_window(settings)
         digest = hashlib.sha256(token.numpy().tobytes()).hexdigest()
         return self._render(token.to(self.device), n, seed, prompt, options, window,

@@ -82,6 +82,7 @@ class EmbedSettings:
     output_dir: Path | None = None
     overwrite: bool = False
     runtime: RuntimeSettings = RuntimeSettings()
+    name: str | None = None  # the embedding's name (its file's stem); None: the audio's stem
 
 
 @dataclass(frozen=True)

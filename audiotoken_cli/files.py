@@ -7,6 +7,7 @@ file that a later run would mistake for a finished one.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiotoken_cli.audio.decode import is_media_file
+from audiotoken_cli.audio.decode import check_regular_file, is_media_file
 from audiotoken_cli.errors import InputError
 
 GLOB_CHARACTERS = set("*?[")
@@ -61,18 +62,21 @@ def expand_arguments(arguments: Iterable[str]) -> Iterator[InputFile | InputProb
 
     Folders are searched recursively; patterns are expanded here too, for shells (and Windows)
     that pass them through unexpanded. An argument that yields nothing comes back as a problem in
-    its place, so the rest of the batch still runs and the summary can list it. Lazy so that
-    10,000 files, or a glob over a large tree, start rendering at once; only the set of paths seen
-    so far is kept.
+    its place, and so does each path inside a folder that cannot be looked at (an unreadable
+    subfolder, a symbolic link loop named like media), so the rest of the batch still runs and
+    the summary can list it. Lazy so that 10,000 files, or a glob over a large tree, start
+    rendering at once; only the set of paths seen so far is kept.
     """
     seen: set[Path] = set()
     for argument in arguments:
         root = _argument_root(argument)
         try:
-            for path in _expand_one(argument):
-                if path not in seen:
-                    seen.add(path)
-                    yield InputFile(path, path.parent if root is None else root)
+            for found in _expand_one(argument):
+                if isinstance(found, _Unusable):
+                    yield InputProblem(str(found.path), found.error)
+                elif found not in seen:
+                    seen.add(found)
+                    yield InputFile(found, found.parent if root is None else root)
         except InputError as error:
             yield InputProblem(argument, error)
 
@@ -83,13 +87,38 @@ def expand_inputs(arguments: Iterable[str]) -> Iterator[Path | InputError]:
         yield entry.path if isinstance(entry, InputFile) else entry.error
 
 
+@dataclass(frozen=True)
+class _Unusable:
+    """A path found inside a folder that cannot be looked at: reported in its place."""
+
+    path: Path
+    error: InputError
+
+
+def _is_dir(path: Path) -> bool:
+    """``Path.is_dir`` that never raises: a path we may not look at is not a folder to search."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` names something, even something we may not look at (a file in an
+    unreadable folder is there: the decoder then says "permission denied" with its name)."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
+
+
 def _argument_root(argument: str) -> Path | None:
     """The folder outputs mirror from: a folder itself, a pattern's leading fixed part
     (``data`` for ``data/**/*.mp4``); None for a single file (its own folder)."""
     path = Path(argument).expanduser()
-    if path.is_dir():
+    if _is_dir(path):
         return path
-    if path.exists() or not GLOB_CHARACTERS & set(argument):
+    if _exists(path) or not GLOB_CHARACTERS & set(argument):
         return None
     fixed = []
     for part in path.parts:
@@ -104,28 +133,38 @@ def missing_inputs(arguments: Iterable[str]) -> dict[str, InputError]:
     or downloads for a run that has nothing to do."""
     missing = {}
     for argument in arguments:
-        if not GLOB_CHARACTERS & set(argument) and not Path(argument).expanduser().exists():
-            missing[argument] = InputError(f"{Path(argument).expanduser()}: no such file")
+        if not GLOB_CHARACTERS & set(argument) and not _exists(Path(argument).expanduser()):
+            missing[argument] = _missing(Path(argument).expanduser())
     return missing
 
 
-def _expand_one(argument: str) -> Iterator[Path]:
+def _missing(path: Path) -> InputError:
+    """Why a path that does not exist is not there: a broken link or a link loop says so."""
+    if os.path.islink(path):
+        try:
+            check_regular_file(path)
+        except InputError as error:
+            return error
+    return InputError(f"{path}: no such file")
+
+
+def _expand_one(argument: str) -> Iterator[Path | _Unusable]:
     path = Path(argument).expanduser()
-    if path.is_dir():
+    if _is_dir(path):
         if not _first(_media_in_folder(path)):
             raise InputError(f"{argument}: no audio or video files in this folder")
         yield from _media_in_folder(path)
         return
-    if path.exists():
+    if _exists(path):
         yield path
         return
     if not GLOB_CHARACTERS & set(argument):
-        raise InputError(f"{path}: no such file")
+        raise _missing(path)
     found = False
     # iglob walks the tree as it goes; each match's order is the file system's, so a folder's
     # own files are still sorted (by _media_in_folder).
     for match in map(Path, glob.iglob(os.path.expanduser(argument), recursive=True)):
-        media = _media_in_folder(match) if match.is_dir() else iter([match] * is_media_file(match))
+        media = _media_in_folder(match) if _is_dir(match) else iter([match] * is_media_file(match))
         for file in media:
             found = True
             yield file
@@ -133,24 +172,55 @@ def _expand_one(argument: str) -> Iterator[Path]:
         raise InputError(f"{argument}: matches no audio or video files")
 
 
-def _first(iterator: Iterator[Path]) -> bool:
+def _first(iterator: Iterator[Path | _Unusable]) -> bool:
     return next(iterator, None) is not None
 
 
-def _media_in_folder(folder: Path) -> Iterator[Path]:
+def _media_in_folder(folder: Path) -> Iterator[Path | _Unusable]:
     """Media files under ``folder`` in sorted path order, walked lazily (one folder listed at a
-    time), so the first file comes without listing the whole tree. Hidden entries are skipped."""
+    time), so the first file comes without listing the whole tree. Hidden entries are skipped.
+
+    A subfolder that cannot be listed, and an entry named like media that cannot be looked at
+    (a symbolic link loop, a broken link), come back as ``_Unusable``: said, never skipped
+    silently, and never the end of the walk."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except OSError:
+    except OSError as error:
+        yield _Unusable(folder, InputError(f"{folder}: this folder cannot be read "
+                                           f"({os_reason(error)}); its files are skipped"))
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            yield from _media_in_folder(Path(entry.path))
-        elif entry.is_file() and is_media_file(Path(entry.path)):
-            yield Path(entry.path)
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()
+            is_file = not is_dir and entry.is_file()
+        except OSError as error:  # a symbolic link loop: stat fails
+            if is_media_file(path):
+                yield _Unusable(path, InputError(f"{path}: {_lookup_problem(error)}"))
+            continue
+        if is_dir:
+            yield from _media_in_folder(path)
+        elif is_file and is_media_file(path):
+            yield path
+        elif is_media_file(path) and entry.is_symlink() and not _exists(path):
+            yield _Unusable(path, InputError(f"{path}: is a broken symbolic link"))
+
+
+def _lookup_problem(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "is a symbolic link loop"
+    return f"cannot be read ({os_reason(error)})"
+
+
+def os_reason(error: OSError) -> str:
+    """An OS error's reason in a few words, for a one-line message."""
+    if error.errno == errno.EACCES:
+        return "permission denied"
+    if error.errno == errno.ENOSPC:
+        return "no space left on the disk"
+    return error.strerror or str(error) or type(error).__name__
 
 
 def mirrored_folder(source: Path, output_dir: Path | None, root: Path | None = None) -> Path:
@@ -205,8 +275,8 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary_path)`` then rename onto ``target``; on any failure, or Ctrl-C,
     the temporary file is removed and ``target`` is untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
-                                         dir=target.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{_fit(target.name, target.parent)}.",
+                                         suffix=".partial", dir=target.parent)
     os.close(handle)
     try:
         write(Path(temporary))
@@ -216,6 +286,48 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+PARTIAL_EXTRA = len(". .12345678.partial") - 1
+"""Bytes a temporary name adds to the target's: the leading dot, a dot, mkstemp's 8 random
+characters and ``.partial``."""
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes (255 almost
+    everywhere; pathconf answers for the folder, or its nearest existing parent)."""
+    for candidate in (folder, *folder.parents):
+        try:
+            return os.pathconf(candidate, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def _fit(name: str, folder: Path) -> str:
+    """``name`` cut (at a character boundary) so that its temporary name stays within the file
+    system's limit: a 240-byte output name would otherwise fail on its 258-byte temporary."""
+    room = name_max(folder) - PARTIAL_EXTRA
+    encoded = os.fsencode(name)
+    if len(encoded) <= room:
+        return name
+    return encoded[:room].decode("utf-8", errors="ignore") or "x"
+
+
+def check_output_name(source: Path, target: Path) -> None:
+    """``InputError`` naming ``source`` when its output's name is longer than the file system
+    takes (a 250-byte input name plus ``_seed1.png``), before any work is spent on it."""
+    length, limit = len(os.fsencode(target.name)), name_max(target.parent)
+    if length > limit:
+        raise InputError(f"{source}: its output name would be {length} bytes, more than the "
+                         f"{limit} this file system takes; rename the file (or, for embed, "
+                         "give --name)")
+
+
+def output_error(source: Path, error: OSError) -> InputError:
+    """An OS error met while looking at or writing ``source``'s output, as its one line."""
+    where = f" {error.filename}" if error.filename else ""
+    return InputError(f"{source}: cannot write its output{where} ({os_reason(error)})")
 
 
 ATOMIC_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")

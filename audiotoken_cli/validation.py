@@ -121,6 +121,17 @@ def check_embed_options(options: Mapping) -> None:
     if window is not None:
         check_window(window)
     check_output_folder(options.get("output_dir"))
+    if options.get("name") is not None:
+        check_embedding_name(options["name"])
+
+
+def check_embedding_name(name: str) -> None:
+    """An embedding name every client can say: ComfyUI's ``embedding:NAME`` ends at the first
+    space, and the name is a file's stem."""
+    if not name or any(char.isspace() for char in name) or "/" in name or "\\" in name \
+            or name in (".", ".."):
+        raise UsageError(f"--name {name!r}: an embedding name needs at least one character and no "
+                         "spaces or slashes (ComfyUI's embedding:NAME ends at the first space)")
 
 
 def check_train_options(options: Mapping) -> None:

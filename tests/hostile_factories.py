@@ -115,8 +115,9 @@ def make_hostile_corpus(folder: Path) -> Corpus:
     nan[0, 500] = np.nan
     inf[0, 500] = np.inf
     bad += [write_wav(folder / "nan.wav", nan, fmt=FLOAT), write_wav(folder / "inf.wav", inf, fmt=FLOAT),
+            # finite samples whose features overflow: the token would be NaN
+            write_wav(folder / "1e30.wav", noise(1, 1.0, seed=9) * 1e30, fmt=FLOAT),
             write_wav(folder / "no-samples.wav", np.zeros((1, 0), np.float32)),
-            write_wav(folder / "silence.wav", np.zeros((1, 16000), np.float32)),
             write_video(folder / "no-audio.mp4", None)]
     good = [write_wav(folder / "eight-channels.wav", noise(8, 1.0)),
             write_wav(folder / "sixteen-channels.wav", noise(16, 1.0, seed=2)),
@@ -128,7 +129,8 @@ def make_hostile_corpus(folder: Path) -> Corpus:
             write_wav(folder / "96khz.wav", noise(2, 0.5, 96000, 6), 96000),
             write_wav(folder / "11025hz.wav", noise(1, 1.0, 11025, 7), 11025),
             write_wav(folder / "header-claims-huge-sizes.wav", noise(1, 1.0, seed=8),
-                      data_size=0xFFFFFFF0, riff_size=0xFFFFFFF8)]
+                      data_size=0xFFFFFFF0, riff_size=0xFFFFFFF8),
+            write_wav(folder / "silence.wav", np.zeros((1, 16000), np.float32))]  # silence is a sound
     directory = folder / "directory.wav"
     directory.mkdir()
     return Corpus(bad, good, directory)

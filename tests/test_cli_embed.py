@@ -22,6 +22,7 @@ from audiotoken_cli.cli import app
 from audiotoken_cli.models.embedder import load_embedder
 from audiotoken_cli.audio.fbank import beats_fbank
 from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
+from hostile_factories import FLOAT, write_wav
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"  # the official architecture, 12 narrow layers (D = 32)
@@ -148,7 +149,8 @@ def _write_bad_inputs(folder: Path) -> dict[str, str]:
     folder.mkdir()
     (folder / "empty.wav").write_bytes(b"")
     (folder / "notes.mp3").write_text("not audio\n" * 100)
-    write_audio(folder / "silent.wav", np.zeros((1, 32000), dtype=np.float32))
+    huge = np.random.default_rng(0).standard_normal((1, 32000)).astype(np.float32) * 1e30
+    write_wav(folder / "huge.wav", huge, fmt=FLOAT)  # finite samples, but the fbank overflows
     good = write_audio(folder / "tmp.mp3", tone(2.0, rate=44100), rate=44100).read_bytes()
     (folder / "corrupt.mp3").write_bytes(good[:100] + os.urandom(len(good) - 100))
     (folder / "tmp.mp3").unlink()
@@ -158,7 +160,7 @@ def _write_bad_inputs(folder: Path) -> dict[str, str]:
         "missing.wav": "no such file",
         "empty.wav": "the file is empty",
         "notes.mp3": "not an audio or video file",
-        "silent.wav": "the audio is silent",
+        "huge.wav": "NaN or infinite token",
         "corrupt.mp3": "",
         "mute.mp4": "has no audio track",
         "nothing_here": "no audio or video files in this folder",

@@ -302,3 +302,35 @@ def test_choose_files_prefers_one_fp16_safetensors_copy():
     no_fp16 = [f for f in files if f != "text_encoder/model.fp16.safetensors"]
     assert "unet/diffusion_pytorch_model.safetensors" in choose_files(no_fp16, "sd")
     assert not [f for f in choose_files(no_fp16, "sd") if f.endswith((".bin", ".ckpt"))]
+
+
+def test_a_download_killed_mid_transfer_leaves_nothing_behind_the_next_run(hub, tmp_path):
+    import signal
+
+    user_preset(tmp_path, TEST_PRESET)
+    stall = hub.stall_once(BEATS_PATH, after_bytes=4096)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "XDG_"))}
+    environment.update({"XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf"),
+                        "XDG_CONFIG_HOME": str(tmp_path / "config"), "HF_ENDPOINT": hub.url,
+                        "NO_PROXY": "127.0.0.1"})
+    killed = subprocess.Popen([sys.executable, "-m", "audiotoken_cli", "download", "--model", "tiny"],
+                              env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert stall.reached.wait(120), "the download never reached the stall"
+        left = lambda: list((tmp_path / "hf").rglob("*.incomplete"))  # noqa: E731
+        for _ in range(100):  # the client may still be writing what it received
+            if left():
+                break
+            stall.reached.wait(0.05)
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait(30) == -signal.SIGKILL
+    finally:
+        stall.release()
+        killed.kill()
+    assert len(left()) == 1  # what a killed huggingface_hub leaves
+    again = run(tmp_path, hub, "download", "--model", "tiny")
+    assert again.returncode == 0, again.stderr
+    assert left() == []
+    assert "removed 1 unfinished download(s) of Space GuyYariv/AudioToken" in " ".join(again.stderr.split())
+    beats = next((tmp_path / "hf").rglob("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"))
+    assert sha256(beats) == sha256(TINY_BEATS)

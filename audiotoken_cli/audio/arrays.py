@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audiotoken_cli.audio.decode import SILENCE_PEAK, _loop_to_length
+from audiotoken_cli.audio.decode import _loop_to_length
 from audiotoken_cli.config import SAMPLE_RATE, Window
 from audiotoken_cli.errors import InputError
 
@@ -23,7 +23,7 @@ def window_from_array(samples, sample_rate: int = SAMPLE_RATE, window: Window = 
     """``samples`` (S,) or (C, S), numpy or torch, any float or int dtype → float32 (window.num_samples,).
 
     Integer samples are scaled to [-1, 1) by their type's range, as a decoder would. Raises
-    ``InputError`` naming ``name`` for empty, non-finite or silent audio.
+    ``InputError`` naming ``name`` for empty or non-finite audio; silence is a valid sound.
     """
     mono = _to_mono_float(samples, name)
     if sample_rate <= 0:
@@ -36,10 +36,7 @@ def window_from_array(samples, sample_rate: int = SAMPLE_RATE, window: Window = 
         if skip:
             raise InputError(f"{name}: start {window.start:g} s is past the end of the audio")
         raise InputError(f"{name}: the audio holds no samples")
-    audio = _loop_to_length(mono, window.num_samples)
-    if float(np.abs(audio).max()) < SILENCE_PEAK:
-        raise InputError(f"{name}: the audio is silent (every sample is zero)")
-    return torch.from_numpy(audio)
+    return torch.from_numpy(_loop_to_length(mono, window.num_samples))
 
 
 def _to_mono_float(samples, name: str) -> np.ndarray:

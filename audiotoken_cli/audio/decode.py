@@ -29,10 +29,6 @@ SEEK_THRESHOLD_SECONDS = 30.0
 """Below this start time we decode from the beginning, which is exact to the sample; above it we
 seek first, which is fast but aligns the window only to the decoder's timestamps."""
 
-SILENCE_PEAK = 1.0 / 32768.0
-"""A window whose peak is below one 16-bit step carries no sound to encode."""
-
-
 def load_window(path: str | Path, window: Window = Window()):
     """``decode_window`` as a torch tensor of shape (window.num_samples,)."""
     import torch  # here, not at the top: the decoder worker process never needs torch
@@ -46,7 +42,8 @@ def decode_window(path: str | Path, window: Window = Window()) -> np.ndarray:
     Returns a float32 array of shape (window.num_samples,). Channels are averaged (FFmpeg's own downmix
     scales by 1/√2, which would change the features). Raises ``InputError`` naming the file for
     anything that is not usable audio: missing, empty, unreadable, not media, no audio track,
-    corrupt, a start past the end, or silence.
+    corrupt, or a start past the end. Silence is a sound: all-zero samples are a valid window
+    (the fbank floors its log at float32 epsilon, as Kaldi does, so the features stay finite).
     """
     path = Path(path)
     _check_readable_file(path)
@@ -62,10 +59,7 @@ def decode_window(path: str | Path, window: Window = Window()) -> np.ndarray:
         raise InputError(f"{path}: the audio track holds no samples")
     if not np.isfinite(audio).all():
         raise InputError(f"{path}: the audio holds NaN or infinite samples")
-    audio = _loop_to_length(audio, wanted)
-    if float(np.abs(audio).max()) < SILENCE_PEAK:
-        raise InputError(f"{path}: the audio is silent (every sample is zero)")
-    return audio
+    return _loop_to_length(audio, wanted)
 
 
 def _check_readable_file(path: Path) -> None:

@@ -28,7 +28,8 @@ from audiotoken_cli.cli.run import Nouns, check_usage, components, guarded, run_
 
 
 @app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken embed dog.wav rain.mp3 -o tokens/\n"
-             "  audiotoken embed clips/ --embedder run/ --audio-encoder ~/models/BEATs.pt")
+             "  audiotoken embed clips/ --embedder run/ --audio-encoder ~/models/BEATs.pt\n"
+             "  audiotoken embed \"my dog.wav\" --name dog   (then embedding:dog in ComfyUI)")
 def embed(
     ctx: typer.Context,
     audio: AudioInputs,
@@ -40,6 +41,10 @@ def embed(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, metavar="N",
                                             help="Audio windows encoded together.")] = 8,
     overwrite: OverwriteOption = False,
+    name: Annotated[str | None, typer.Option(
+        "--name", metavar="NAME",
+        help="The embedding's name, so NAME.safetensors (one input). Default: the audio's stem "
+             "with spaces made _, as ComfyUI's embedding:NAME ends at a space.")] = None,
     model: ModelOption = "vggsound",
     offline: OfflineOption = False,
     quiet: QuietOption = False,
@@ -49,12 +54,13 @@ def embed(
     """Save each sound's audio token in a safetensors file beside it.
 
     <stem>.safetensors holds one tensor, emb_params [1, d]: the textual-inversion layout
-    that diffusers, A1111 and ComfyUI load as an embedding.
+    that diffusers, A1111 and ComfyUI load as an embedding. Spaces in the stem become _
+    (ComfyUI cuts embedding:NAME at a space); --name chooses the name.
     """
     from audiotoken_cli.config import EmbedSettings, RuntimeSettings, Window
 
     options = dict(window=Window(start=start, duration=duration), batch_size=batch_size,
-                   output_dir=output_dir, overwrite=overwrite,
+                   output_dir=output_dir, overwrite=overwrite, name=name,
                    runtime=RuntimeSettings(device=device.value, dtype=dtype.value))
     given = {"audio_encoder": audio_encoder, "embedder": embedder}
     from audiotoken_cli.validation import check_embed_options

@@ -164,6 +164,7 @@ def _fetch_hub_file(spec: Spec, role: str, options: FetchOptions) -> Path:
     if is_offline(options.offline):
         raise _missing_offline(spec, role)
     check_reachable(_hub_endpoint(), spec, role)
+    remove_killed_downloads(spec, options)
     options.notice(f"downloading the {role.replace('_', ' ')}: {spec.describe()}")
     with _progress(options) as bars:
         with _explained(spec, role, options):
@@ -185,12 +186,50 @@ def _fetch_hub_folder(spec: Spec, role: str, options: FetchOptions) -> Path:
         if kwargs["local_files_only"]:
             raise _missing_offline(spec, role)
         check_reachable(_hub_endpoint(), spec, role)
+        remove_killed_downloads(spec, options)
         options.notice(f"downloading the {role.replace('_', ' ')}: {spec.describe()}")
         patterns = choose_files(_list_files(spec, kwargs), role, spec.path)
         with _progress(options) as bars:
             folder = Path(snapshot_download(spec.repo_id, allow_patterns=patterns,
                                             tqdm_class=bars, **kwargs))
     return folder / spec.path
+
+
+KILLED_DOWNLOAD = re.compile(r"^([0-9a-f]+)\.[0-9a-f]{8}\.incomplete$")
+"""huggingface_hub (2.2 on, all this project takes) downloads a blob to
+``<etag>.<8 hex>.incomplete``, a name of its own per download, and deletes it when a download
+fails: only a killed process leaves one, and no later download ever resumes it (an older
+``<etag>.incomplete``, which older versions do resume, is left alone)."""
+
+
+def remove_killed_downloads(spec: Spec, options: FetchOptions) -> list[Path]:
+    """Remove what a killed download of ``spec``'s repository left in the hub cache (up to the
+    whole file's size each), so it does not stay behind for ever beside the next, fresh download.
+
+    A download in progress holds the lock huggingface_hub takes per blob
+    (``.locks/<repo>/<etag>.lock``); its file is kept. Returns the removed files."""
+    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import WeakFileLock
+
+    cache = hub_cache_dir()
+    repo = repo_folder_name(repo_id=spec.repo_id, repo_type=spec.repo_type)
+    removed, freed = [], 0
+    for partial in sorted((cache / repo / "blobs").glob("*.incomplete")):
+        match = KILLED_DOWNLOAD.match(partial.name)
+        if match is None:
+            continue
+        try:
+            size = partial.stat().st_size
+            with WeakFileLock(cache / ".locks" / repo / f"{match[1]}.lock", timeout=0.1):
+                partial.unlink()
+        except (TimeoutError, OSError):  # being downloaded right now, or gone already
+            continue
+        removed.append(partial)
+        freed += size
+    if removed:
+        options.notice(f"removed {len(removed)} unfinished download(s) of {spec.describe()} that "
+                       f"a stopped run left ({freed / 1e6:.1f} MB); downloading afresh")
+    return removed
 
 
 def cached_snapshot(spec: Spec) -> Path | None:

@@ -20,7 +20,9 @@ from itertools import chain
 from pathlib import Path
 
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.files import FileResult, OutputClaims, remove_stale_partials
+from audiotoken_cli.errors import InputError
+from audiotoken_cli.files import (FileResult, OutputClaims, check_output_name, output_error,
+                                  remove_stale_partials)
 from audiotoken_cli.pipeline.naming import plan_images
 from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderFailure, Request, Sound
 from audiotoken_cli.pipeline.writer import PngWriter
@@ -153,7 +155,16 @@ def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
     dtype = _dtype_name(settings)
     cleaned: set[Path] = set()
     for index, source in enumerate(sources):
-        images = plan_images([source], settings, dtype, roots)[source]
+        try:
+            images = plan_images([source], settings, dtype, roots)[source]
+            for image in images:
+                check_output_name(source, image.path)
+        except (InputError, OSError) as error:  # a name too long, a folder we may not look at
+            if index % world == rank:
+                message = str(error if isinstance(error, InputError) else output_error(source, error))
+                ledger.add(_FileState(source, result=FileResult(source, "failed", message=message)))
+            yield None
+            continue
         for folder in {image.path.parent for image in images} - cleaned:
             cleaned.add(folder)  # hidden partial images a killed run left, before writing beside them
             remove_stale_partials(folder)

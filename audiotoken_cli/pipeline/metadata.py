@@ -153,9 +153,9 @@ def _unet_hash(sd: Path) -> str | None:
 
 def a1111_parameters(info: dict) -> str:
     """The ``parameters`` text chunk as A1111 writes it, so image browsers show the settings."""
-    lines = [info["prompt"]]
-    if info["negative_prompt"]:
-        lines.append(f"Negative prompt: {info['negative_prompt']}")
+    # "Negative prompt:" even when empty (A1111 leaves it out then): ComfyUI's import of an
+    # A1111 chunk builds its workflow only when the line is there; A1111 reads it as "".
+    lines = [info["prompt"], f"Negative prompt: {info['negative_prompt']}".rstrip()]
     fields = {
         "Steps": info["steps"],
         "Sampler": SAMPLER_NAMES[info["scheduler"]],
@@ -163,13 +163,26 @@ def a1111_parameters(info: dict) -> str:
         "Seed": info["seed"],
         "Size": f"{info['width']}x{info['height']}",
         # As in A1111, the checkpoint hash: here the sha256 of the UNet's weight file.
-        "Model hash": (info["sd_unet_sha256"] or "")[:10],
+        "Model hash": (info["sd_unet_sha256"] or "")[:10] or None,
         "Model": Path(info["sd"]).name or info["sd"],
         "Audio": info["audio_file"],
         "Version": f"audiotoken-cli {info['version']}",
     }
-    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
+    # As A1111 does, a field with no value is left out (its parser cannot read "Key: ,").
+    lines.append(", ".join(f"{key}: {a1111_quote(value)}" for key, value in fields.items()
+                           if value is not None))
     return "\n".join(lines)
+
+
+def a1111_quote(value: object) -> str:
+    """A value as A1111 writes its own fields: a JSON string when it holds a comma, a colon or a
+    line break (which its ``parse_generation_parameters`` would otherwise split into bogus fields).
+    Also quoted here: a value with a double quote, or with spaces at either end, which its parser
+    would unquote or strip; A1111's reader takes any JSON string, so these read back exactly."""
+    text = str(value)
+    if any(mark in text for mark in ',:\n"') or text != text.strip():
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def save_png(path: Path, image, info: dict) -> None:

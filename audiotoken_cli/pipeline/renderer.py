@@ -24,7 +24,7 @@ from audiotoken_cli.files import cached_sha256
 from audiotoken_cli.pipeline.decode_ahead import Decoded, decode_ahead
 from audiotoken_cli.pipeline.metadata import RunMetadata
 from audiotoken_cli.pipeline.naming import PlannedImage, model_id
-from audiotoken_cli.pipeline.tokens import AudioTokenizer
+from audiotoken_cli.pipeline.tokens import AudioTokenizer, pop_non_finite
 from audiotoken_cli.render.diffusion import (
     ImageJob,
     RenderSettings,
@@ -213,6 +213,7 @@ class ImageRenderer:
         if waves:
             made = self.tokenizer(torch.stack(list(waves.values())))  # (B, d)
             tokens.update(zip(waves, made))
+        failures.update(pop_non_finite(tokens, {i: item.request.sound for i, item in enumerate(chunk)}))
         if tokens:
             order = sorted(tokens)
             # One text-encoder call per distinct prompt: here, one per sound, batched.

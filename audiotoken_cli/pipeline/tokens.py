@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from dataclasses import dataclass
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -17,13 +19,15 @@ from audiotoken_cli import __version__
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.errors import ModelError
+from audiotoken_cli.errors import InputError, ModelError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
+    check_output_name,
     file_sha256,
+    mirrored_folder,
+    output_error,
     OutputClaims,
-    output_path,
     remove_stale_partials,
     write_atomically,
 )
@@ -33,6 +37,39 @@ from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
+
+NON_FINITE_AUDIO = ("the audio gives a NaN or infinite token (its samples are far outside "
+                    "[-1, 1], so its features overflow)")
+NON_FINITE_TOKEN = "the token holds NaN or infinite values"
+
+
+def check_token(token: torch.Tensor, name: str, problem: str = NON_FINITE_AUDIO) -> torch.Tensor:
+    """``token`` unchanged when every value is finite; else ``InputError`` "``name``: ``problem``".
+
+    Every path that makes or accepts a token calls this: a NaN token renders a black image
+    without complaint, so it must stop here, where the sound it came from is still known.
+    """
+    if not bool(torch.isfinite(token).all()):
+        raise InputError(f"{name}: {problem}")
+    return token
+
+
+def pop_non_finite(tokens: dict, sounds: Mapping) -> dict:
+    """The batch form of ``check_token``: remove the non-finite entries of ``tokens`` (key →
+    (d,) token) in place and return key → one-line error. ``sounds[key]`` has ``path``, ``name``
+    and ``token`` (the renderer's ``Sound``): a token the caller gave is blamed, else the audio."""
+    failures = {}
+    for key in [key for key, token in tokens.items() if not bool(torch.isfinite(token).all())]:
+        del tokens[key]
+        sound = sounds[key]
+        problem = NON_FINITE_TOKEN if sound.token is not None else NON_FINITE_AUDIO
+        failures[key] = f"{sound.path if sound.path is not None else sound.name}: {problem}"
+    return failures
+
+
+def sound_label(audio: object) -> str:
+    """How an error names an API input: a file's path, else "audio array"."""
+    return str(audio) if isinstance(audio, (str, os.PathLike)) else "audio array"
 
 
 @dataclass
@@ -83,6 +120,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
     alone. ``roots``: each source's input root, mirrored under ``settings.output_dir`` (filled
     as the sources stream in).
     """
+    from safetensors import SafetensorError
+
     roots = {} if roots is None else roots
     entries = _embed_plan(sources, settings, roots, rank, world)
     waiting: deque[FileResult | Path] = deque()
@@ -115,11 +154,35 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
         if failure is not None:
             yield failure
             continue
-        target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
+        target = token_path(source, settings, roots.get(source))
         metadata = {**provenance, **_audio_provenance(source, settings.window)}
-        write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
-        yield FileResult(source, "written", (target,))
+        try:
+            write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
+        except (OSError, SafetensorError) as error:  # a full disk: this file fails, the batch goes on
+            yield FileResult(source, "failed", message=_write_failure(source, target, error))
+            continue
+        renamed = f"embedding name {target.stem}" if target.stem != source.stem else ""
+        yield FileResult(source, "written", (target,), renamed)
     yield from waiting
+
+
+def _write_failure(source: Path, target: Path, error: Exception) -> str:
+    """One line for a token file that could not be written. safetensors reports a full disk as
+    ``SafetensorError`` with the OS error inside its text, not as an ``OSError``."""
+    if isinstance(error, OSError):
+        return str(output_error(source, error))
+    text = str(error)
+    reason = ("no space left on the disk" if "StorageFull" in text or "No space left" in text
+              else text.splitlines()[0] if text else type(error).__name__)
+    return f"{source}: cannot write its output {target} ({reason})"
+
+
+def token_path(source: Path, settings: EmbedSettings, root: Path | None = None) -> Path:
+    """``NAME.safetensors``: ``--name``, else the audio's stem with each run of whitespace made
+    ``_``. The file's stem is the embedding's name in A1111 and ComfyUI, and ComfyUI's
+    ``embedding:NAME`` ends at the first space, so ``my dog.wav`` gives ``my_dog``."""
+    name = settings.name or re.sub(r"\s+", "_", source.stem)
+    return mirrored_folder(source, settings.output_dir, root) / f"{name}.safetensors"
 
 
 def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping[Path, Path],
@@ -128,19 +191,34 @@ def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping
     claims = OutputClaims()
     cleaned: set[Path] = set()
     for index, source in enumerate(sources):
-        target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
+        target = token_path(source, settings, roots.get(source))
         if target.parent not in cleaned:  # what a killed run left, before we write beside it
             cleaned.add(target.parent)
             remove_stale_partials(target.parent)
         collision = claims.claim(source, [target])
         if index % world != rank:
             continue
-        if collision is not None:
+        problem = _output_problem(source, target)
+        if problem is not None:
+            yield FileResult(source, "failed", message=problem)
+        elif collision is not None:
             yield FileResult(source, "failed", message=str(collision))
         elif target.exists() and not settings.overwrite:
             yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
         else:
             yield source
+
+
+def _output_problem(source: Path, target: Path) -> str | None:
+    """A name too long for the file system, or a folder we may not look at: one line."""
+    try:
+        check_output_name(source, target)
+        target.exists()
+    except InputError as error:
+        return str(error)
+    except OSError as error:
+        return str(output_error(source, error))
+    return None
 
 
 def tokenize_files(tokenizer: AudioTokenizer, sources: Iterable[Path], window: Window,
@@ -167,10 +245,16 @@ def _tokenize_batch(tokenizer: AudioTokenizer, batch: list):
     good = [item.waveform for item in batch if item.error is None]
     tokens = iter(tokenizer(torch.stack(good)) if good else [])  # (B, d)
     for item in batch:
-        if item.error is not None:
-            yield item.request, None, FileResult(item.request, "failed", message=item.error)
+        token, error = None, item.error
+        if error is None:
+            try:
+                token = check_token(next(tokens), str(item.request))
+            except InputError as failure:
+                error = str(failure)
+        if error is not None:
+            yield item.request, None, FileResult(item.request, "failed", message=error)
         else:
-            yield item.request, next(tokens), None
+            yield item.request, token, None
 
 
 def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> None:

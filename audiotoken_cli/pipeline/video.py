@@ -29,8 +29,10 @@ from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import AudioTokenError, InputError, UsageError
 from audiotoken_cli.files import (
     FileResult,
+    check_output_name,
     file_sha256,
     find_collisions,
+    output_error,
     write_atomically,
 )
 from audiotoken_cli.pipeline import keyframes as kf
@@ -119,7 +121,10 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
     for source, outputs in plan.items():
         clash = next((inputs[p.resolve()] for p in outputs.files(settings) if p.resolve() in inputs),
                      None)
-        if _made_by_video(source):
+        problem = _output_problem(source, outputs, settings)
+        if problem is not None:
+            yield FileResult(source, "failed", message=str(problem))
+        elif _made_by_video(source):
             yield FileResult(source, "skipped", (), "a video this command made (its sidecar is "
                              "beside it); rename it to use it as an input")
         elif clash is not None:
@@ -148,6 +153,22 @@ def video_files(sources: Sequence[Path], settings: VideoSettings,
         except av.error.FFmpegError as error:  # e.g. audio that decodes for tokens but not muxing
             yield FileResult(source, "failed", message=f"{source}: could not write the video "
                              f"({error.strerror or error})")
+
+
+def _output_problem(source: Path, outputs: VideoOutputs, settings: VideoSettings
+                    ) -> InputError | None:
+    """A name too long for the file system, or an output folder we may not look at: that
+    file's one line, before any work is spent on it."""
+    try:
+        for path in [*outputs.files(settings), outputs.work, outputs.keyframes]:
+            check_output_name(source, path)
+        outputs.primary(settings).exists()
+        source.with_suffix(".json").is_file()
+    except InputError as error:
+        return error
+    except OSError as error:
+        return output_error(source, error)
+    return None
 
 
 def _made_by_video(source: Path) -> bool:

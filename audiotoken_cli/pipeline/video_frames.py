@@ -18,7 +18,7 @@ from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.devices import resolve_device, resolve_dtype
 from audiotoken_cli.pipeline.keyframes import Keyframe
 from audiotoken_cli.pipeline.metadata import RunMetadata
-from audiotoken_cli.pipeline.tokens import AudioTokenizer
+from audiotoken_cli.pipeline.tokens import AudioTokenizer, check_token
 from audiotoken_cli.render.diffusion import (
     ImageJob,
     RenderSettings,
@@ -75,7 +75,8 @@ class FrameRenderer:
     def token(self, source: Path, keyframe: Keyframe) -> torch.Tensor:
         """Keyframe's token, (d,) float32 on the CPU: ``embed --start --duration`` for its window."""
         waveform = load_window(source, keyframe.window)  # (S,)
-        return self.tokenizer(waveform[None])[0].cpu()
+        token = self.tokenizer(waveform[None])[0].cpu()
+        return check_token(token, f"{source} (window at {keyframe.window.start:g} s)")
 
     def embeds(self, token: torch.Tensor) -> torch.Tensor:
         """(d,) token → (77, d) prompt embeddings with the token in place of <*>."""

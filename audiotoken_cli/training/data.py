@@ -33,7 +33,7 @@ from audiotoken_cli.training.frames import (
     read_frame,
     to_pixels,
 )
-from audiotoken_cli.training.labels import label_for, read_labels
+from audiotoken_cli.training.labels import label_for, label_key, read_labels, unused_rows
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 """Pictures that pair with an audio file of the same stem, in order of preference."""
@@ -119,7 +119,7 @@ def scan(settings: DataSettings) -> tuple[list[Sample], list[str]]:
     if not root.is_dir():
         raise InputError(f"{root}: no such folder (the training data must be a folder)")
     labels = read_labels(settings.labels) if settings.labels is not None else None
-    media, images = _find_files(root)
+    media, images, unreadable = _find_files(root)
 
     def check(path: Path) -> tuple[Path | None, float] | str:
         try:
@@ -128,7 +128,7 @@ def scan(settings: DataSettings) -> tuple[list[Sample], list[str]]:
             return f"{path}: skipped, {reason}"
 
     samples: list[Sample] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(unreadable)
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
         for path, result in zip(media, pool.map(check, media)):  # map keeps the order
             if isinstance(result, str):
@@ -139,18 +139,31 @@ def scan(settings: DataSettings) -> tuple[list[Sample], list[str]]:
             samples.append(Sample(path, image, label, duration))
     if not samples:
         raise InputError(_nothing_usable(root, media, warnings))
+    if labels is not None:  # a row naming a file that is not here is said, not ignored
+        warnings += unused_rows(labels, {label_key(p.relative_to(root), labels) for p in media})
     return samples, warnings
 
 
-def _find_files(root: Path) -> tuple[list[Path], dict[Path, Path]]:
-    """Media files (sorted) and, per path without suffix, the image that pairs with it.
+def _find_files(root: Path) -> tuple[list[Path], dict[Path, Path], list[str]]:
+    """Media files (sorted), per path without suffix the image that pairs with it, and one line
+    per folder that cannot be read (``Path.rglob`` would pass over it without a word).
 
     Hidden files and folders are left out, as the other commands do.
     """
     media: list[Path] = []
     images: dict[Path, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+    unreadable: list[str] = []
+
+    def unreadable_folder(error: OSError) -> None:
+        reason = "permission denied" if isinstance(error, PermissionError) else error.strerror
+        unreadable.append(f"{error.filename}: skipped, this folder cannot be read ({reason})")
+
+    found = []
+    for folder, folders, files in os.walk(root, onerror=unreadable_folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(folder) / name for name in files if not name.startswith(".")]
+    for path in sorted(found):
+        if not path.is_file():
             continue
         suffix = path.suffix.lower()
         if suffix in AUDIO_EXTENSIONS or suffix in VIDEO_EXTENSIONS:
@@ -160,7 +173,7 @@ def _find_files(root: Path) -> tuple[list[Path], dict[Path, Path]]:
             known = images.get(stem)
             if known is None or _image_rank(path) < _image_rank(known):
                 images[stem] = path
-    return media, images
+    return media, images, unreadable
 
 
 def _image_rank(path: Path) -> int:
@@ -327,17 +340,8 @@ class TrainingData(torch.utils.data.Dataset):
 
     def waveform_at(self, index: int, start: float) -> torch.Tensor:
         """The audio window from ``start`` seconds: (S,) float32, S = audio_seconds × 16 kHz.
-
-        A silent window is zeros: silence is valid training data, though ``load_window`` refuses
-        it for embedding.
-        """
-        window = Window(start, self.settings.audio_seconds)
-        try:
-            return load_window(self.samples[index].audio, window)
-        except InputError as error:
-            if "silent" not in str(error):
-                raise
-            return torch.zeros(window.num_samples)
+        A silent window is zeros, as valid for training as for embedding."""
+        return load_window(self.samples[index].audio, Window(start, self.settings.audio_seconds))
 
     def frame_at(self, index: int, time: float) -> torch.Tensor:
         """The picture at ``time`` seconds (the image, for audio+image pairs), resized and

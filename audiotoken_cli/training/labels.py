@@ -24,7 +24,19 @@ COLUMN_NAMES = {
 """Header names a labels CSV may use, mapped to the column they stand for."""
 
 
-def read_labels(path: Path) -> dict[str, str]:
+class Labels(dict):
+    """key → label, and where each row came from, so that rows naming no file can be said.
+
+    ``rows``: (line, the keys the row added); ``vggsound``: the ytid,start,label layout, whose
+    file lists a whole dataset (most rows name clips a user does not have)."""
+
+    def __init__(self, path: Path, vggsound: bool):
+        super().__init__()
+        self.path, self.vggsound = path, vggsound
+        self.rows: list[tuple[int, tuple[str, ...]]] = []
+
+
+def read_labels(path: Path) -> Labels:
     """Read a labels CSV into key → label.
 
     Two layouts, each with or without a header row:
@@ -42,17 +54,33 @@ def read_labels(path: Path) -> dict[str, str]:
     columns, rows = _columns(path, rows)
     if not rows:
         raise InputError(f"{path}, line {header_line}: the labels file has a header but no rows")
-    labels: dict[str, str] = {}
+    labels = Labels(path, vggsound="ytid" in columns)
     ambiguous: set[str] = set()
     for line, fields in rows:
         record = _record(path, line, fields, columns)
-        if "ytid" in columns:
-            _add_vggsound(labels, ambiguous, path, line, record)
+        if labels.vggsound:
+            keys = _add_vggsound(labels, ambiguous, path, line, record)
         else:
-            _add_key(labels, path, line, _normal_key(record["file"]), record["label"])
+            keys = (_normal_key(record["file"]),)
+            _add_key(labels, path, line, keys[0], record["label"])
+        labels.rows.append((line, keys))
     for ytid in ambiguous:
         labels.pop(ytid, None)
     return labels
+
+
+def unused_rows(labels: Labels, used: set[str]) -> list[str]:
+    """One line per ``file,label`` row whose key matched no file (``used``: the keys that did);
+    for a VGGSound list, which names a whole dataset, one line for all of them."""
+    unused = [(line, keys) for line, keys in labels.rows if not used & set(keys)]
+    if not unused:
+        return []
+    if labels.vggsound:
+        line, keys = unused[0]
+        return [f"{labels.path}: {len(unused)} of {len(labels.rows)} rows name clips that are not "
+                f"in the data folder (first: line {line}, {keys[0]}); their labels are not used"]
+    return [f"{labels.path}, line {line}: {keys[0]}: no such file in the data folder; the row is "
+            "not used" for line, keys in unused]
 
 
 def _read_text(path: Path) -> str:
@@ -139,16 +167,20 @@ def _record(path: Path, line: int, fields: list[str], columns: dict[str, int]) -
 
 
 def _add_vggsound(labels: dict[str, str], ambiguous: set[str], path: Path, line: int,
-                  record: dict[str, str]) -> None:
+                  record: dict[str, str]) -> tuple[str, ...]:
+    """Add the row's keys; return them, the paper's file stem first."""
     ytid, label = record["ytid"], record["label"]
     start = float(record["start"])
     start_ms = round(start * 1000)
     end_ms = round((start + VGGSOUND_CLIP_SECONDS) * 1000)
-    _add_key(labels, path, line, f"{ytid}_{start_ms}_{end_ms}", label)
+    keys = [f"{ytid}_{start_ms}_{end_ms}"]
+    _add_key(labels, path, line, keys[0], label)
     if start == int(start):
-        labels.setdefault(f"{ytid}_{int(start):06d}", label)
+        keys.append(f"{ytid}_{int(start):06d}")
+        labels.setdefault(keys[-1], label)
     if labels.setdefault(ytid, label) != label:
         ambiguous.add(ytid)
+    return (*keys, ytid)
 
 
 def _add_key(labels: dict[str, str], path: Path, line: int, key: str, label: str) -> None:
@@ -180,10 +212,16 @@ def label_for(relative: Path, labels: dict[str, str] | None) -> str | None:
     without labels, the first folder under the data folder (None for files in the root)."""
     if labels is None:
         return relative.parts[0] if len(relative.parts) > 1 else None
+    key = label_key(relative, labels)
+    return None if key is None else labels[key]
+
+
+def label_key(relative: Path, labels: dict[str, str]) -> str | None:
+    """The key of ``labels`` that names the file at ``relative``, or None."""
     for key in (relative.as_posix(), relative.with_suffix("").as_posix(), relative.name,
                 relative.stem):
         if key in labels:
-            return labels[key]
+            return key
     return None
 
 
