@@ -20,6 +20,10 @@ import torch
 
 from audiotoken_cli.errors import ModelError
 
+MODEL_IDS = {"clip_b32": "openai/clip-vit-base-patch32",
+             "clip_l14": "openai/clip-vit-large-patch14",
+             "wav2clip": "Wav2CLIP (Wu et al. 2022)", "inception": "pytorch-fid InceptionV3"}
+
 
 def cache_root() -> Path:
     from platformdirs import user_cache_dir

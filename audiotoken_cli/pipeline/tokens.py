@@ -1,4 +1,5 @@
-"""Sound → audio token: the first half of the data path, and ``audiotoken embed`` built on it.
+"""``audiotoken embed``: each file's token (the first half of the data path, ``AudioTokenizer``
+in model.py) written as a textual-inversion file, and the token file's format.
 
     waveform (B, S) ─▶ fbank (B, T, 128) ─▶ BEATs (B, N, 3·D) ─▶ embedder ─▶ token (B, d)
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
-from dataclasses import dataclass
 import os
 import re
 from pathlib import Path
@@ -16,10 +16,8 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
-from audiotoken_cli.devices import resolve_device, resolve_dtype
-from audiotoken_cli.errors import InputError, ModelError
+from audiotoken_cli.errors import InputError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
@@ -27,13 +25,9 @@ from audiotoken_cli.files import (
     file_sha256,
     mirrored_folder,
     output_error,
-    OutputClaims,
-    remove_stale_partials,
     write_atomically,
 )
-from audiotoken_cli.models.beats import BEATs
-from audiotoken_cli.models.embedder import LoadedEmbedder
-from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
+from audiotoken_cli.model import AudioTokenizer, load_model
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
@@ -72,43 +66,6 @@ def sound_label(audio: object) -> str:
     return str(audio) if isinstance(audio, (str, os.PathLike)) else "audio array"
 
 
-@dataclass
-class AudioTokenizer:
-    """A frozen BEATs and an embedder on one device: waveforms in, tokens out."""
-
-    beats: BEATs
-    embedder: LoadedEmbedder
-    device: torch.device
-    dtype: torch.dtype
-    audio_encoder_path: Path
-
-    @classmethod
-    def load(cls, audio_encoder: Path, embedder: Path, device: torch.device,
-             dtype: torch.dtype) -> AudioTokenizer:
-        beats = load_beats_fast(audio_encoder, device=device, dtype=dtype)
-        loaded = load_embedder_fast(embedder, device=device)
-        features = beats.cfg.output_dim
-        if loaded.model.config.input_dim != features:
-            raise ModelError(
-                f"{embedder}: the embedder expects {loaded.model.config.input_dim}-wide audio "
-                f"features but {audio_encoder} gives {features} (3 layers × "
-                f"{beats.cfg.encoder_embed_dim}); use the audio encoder it was trained with"
-            )
-        return cls(beats, loaded, device, dtype, Path(audio_encoder))
-
-    @property
-    def token_dim(self) -> int:
-        return self.embedder.model.config.token_dim
-
-    @torch.inference_mode()
-    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """waveforms (B, S) float32 at 16 kHz → tokens (B, d) float32."""
-        fbank = beats_fbank(waveforms.to(self.device))  # (B, T, 128), always float32
-        features = self.beats(fbank.to(self.dtype))  # (B, N, 3·D)
-        # The embedder is small; running it in float32 keeps tokens exact on every device.
-        return self.embedder.model(features.float()).float()
-
-
 def embed_files(sources: Iterable[Path], settings: EmbedSettings,
                 roots: Mapping[Path, Path] | None = None, *, rank: int = 0,
                 world: int = 1) -> Iterator[FileResult]:
@@ -142,9 +99,10 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             if isinstance(entry, Path):
                 yield entry
 
-    device = resolve_device(settings.runtime.device)
-    dtype = resolve_dtype(settings.runtime.dtype, device)
-    tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
+    from audiotoken_cli.config import LoadSettings
+
+    tokenizer = load_model(LoadSettings(settings.audio_encoder, settings.embedder,
+                                        runtime=settings.runtime)).tokenizer
     provenance = _model_provenance(tokenizer)
     for source, token, failure in tokenize_files(tokenizer, todo(), settings.window,
                                                  settings.batch_size):
@@ -155,7 +113,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             yield failure
             continue
         target = token_path(source, settings, roots.get(source))
-        metadata = {**provenance, **_audio_provenance(source, settings.window)}
+        metadata = {**provenance, **audio_provenance(source.name, file_sha256(source),
+                                                     settings.window)}
         try:
             write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
         except (OSError, SafetensorError) as error:  # a full disk: this file fails, the batch goes on
@@ -187,22 +146,22 @@ def token_path(source: Path, settings: EmbedSettings, root: Path | None = None) 
 
 def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping[Path, Path],
                 rank: int, world: int) -> Iterator[FileResult | Path]:
-    """This rank's files: a result for those with nothing to do, the path of the others."""
-    claims = OutputClaims()
-    cleaned: set[Path] = set()
-    for index, source in enumerate(sources):
-        target = token_path(source, settings, roots.get(source))
-        if target.parent not in cleaned:  # what a killed run left, before we write beside it
-            cleaned.add(target.parent)
-            remove_stale_partials(target.parent)
-        collision = claims.claim(source, [target])
-        if index % world != rank:
+    """This rank's files: a result for those with nothing to do, the path of the others (the
+    skeleton is files.claim_files')."""
+    from audiotoken_cli.files import claim_files
+
+    def target_of(source: Path) -> Path:
+        return token_path(source, settings, roots.get(source))
+
+    for item in claim_files(sources, target_of, lambda target: [target], rank, world):
+        source, target = item.source, item.plan
+        if not item.mine:
             continue
         problem = _output_problem(source, target)
         if problem is not None:
             yield FileResult(source, "failed", message=problem)
-        elif collision is not None:
-            yield FileResult(source, "failed", message=str(collision))
+        elif item.collision is not None:
+            yield FileResult(source, "failed", message=str(item.collision))
         elif target.exists() and not settings.overwrite:
             yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
         else:
@@ -282,10 +241,19 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
     }
 
 
-def _audio_provenance(source: Path, window: Window) -> dict[str, str]:
+def write_token_file(target: Path, token: torch.Tensor, tokenizer: AudioTokenizer,
+                     audio_name: str, audio_sha256: str, window: Window) -> Path:
+    """The file ``embed`` writes, atomically: the token and its provenance."""
+    metadata = {**_model_provenance(tokenizer),
+                **audio_provenance(audio_name, audio_sha256, window)}
+    write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
+    return target
+
+
+def audio_provenance(name: str, sha256: str, window: Window) -> dict[str, str]:
     return {
-        "audio_file": source.name,
-        "audio_sha256": file_sha256(source),
+        "audio_file": name,
+        "audio_sha256": sha256,
         "window_start": f"{window.start:g}",
         "window_duration": f"{window.duration:g}",
     }
