@@ -20,3 +20,13 @@ def isolated_user_folders(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def no_decoder_kept_between_tests():
+    """A command run in this process may leave its pre-started decoder worker waiting for the
+    next stream (``audio.worker.prestart``); end it, so each test starts its own."""
+    yield
+    from audiotoken_cli.audio.worker import stop_prestarted
+
+    stop_prestarted()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.files import FileResult, OutputClaims, remove_stale_partials
 from audiotoken_cli.pipeline.naming import plan_images
@@ -112,6 +113,7 @@ def generate_files(sources: Iterable[Path], settings: GenerateSettings,
         yield from ledger.ready()
         return
     events.on_phase("loading models")
+    prestart_decoder()  # the decoder process starts while the models load
     renderer = ImageRenderer.load(settings)
     events.on_phase("rendering")
     writer = PngWriter(limit=2 * renderer.batch_size)

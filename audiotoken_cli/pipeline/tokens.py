@@ -15,6 +15,7 @@ import torch
 
 from audiotoken_cli import __version__
 from audiotoken_cli.audio.fbank import beats_fbank
+from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.devices import resolve_device, resolve_dtype
 from audiotoken_cli.errors import ModelError
@@ -103,6 +104,7 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             if isinstance(entry, Path):
                 yield entry
 
+    prestart_decoder()  # the decoder process starts while the models load
     device = resolve_device(settings.runtime.device)
     dtype = resolve_dtype(settings.runtime.dtype, device)
     tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
