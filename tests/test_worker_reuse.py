@@ -122,3 +122,17 @@ def test_a_forked_child_does_not_adopt_its_parents_worker(clips):
     os.waitpid(child, 0)
     assert answer == b"own"
     assert kept_process() is parent_worker.process and parent_worker.usable()
+
+
+def test_the_worker_process_imports_neither_torch_nor_the_parents_side():
+    """Every short batch pays the worker's imports before its first file: PyAV and numpy, not
+    torch, and not the parent's side (its watchdog, the pre-started worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, audiotoken_cli.audio.worker_process as w, audiotoken_cli.audio.decode, "
+            "audiotoken_cli.audio.media; "
+            "print(sorted(m for m in ('torch', 'audiotoken_cli.audio.worker') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -332,6 +332,7 @@ def _give_back(worker: _Worker, finished: bool) -> None:
     """A kept worker that finished its stream cleanly waits for the next; any other stops."""
     global _prestarted
     if finished and getattr(worker, "kept", False) and worker.usable():
+        os.ftruncate(worker.results_fd, 0)  # no window is in flight: free their memory
         with _prestarted_lock:
             if _prestarted is None:
                 _prestarted = worker

@@ -31,6 +31,8 @@ def serve(requests: Connection, answers: Connection, results_fd: int) -> None:
     so the parent's watchdog times one file, not the queue in front of it. Answers are a few
     bytes, so the pipe never fills and the worker can run ahead of a slow parent.
     """
+    import av  # noqa: F401 - now, while a pre-starting parent loads its models; not on file one
+
     from audiotoken_cli.audio.decode import decode_window
     from audiotoken_cli.audio.media import read_info
 

@@ -197,7 +197,11 @@ def _check(path: Path, image: Path | None) -> tuple[Path | None, float]:
 
 
 def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
-    """(audio seconds, whether a video stream decodes), decoding only the first frames."""
+    """(audio seconds, whether a video stream decodes), decoding only the first frames.
+
+    In this process, not the decoder worker: the check decodes a video frame too, which the
+    worker does not do, and ``scan`` runs it on many threads at once. A file that crashes
+    FFmpeg here stops the scan; that is a known gap (issue 17), not a design choice."""
     import av
 
     from audiotoken_cli.audio.decode import open_media
@@ -325,6 +329,9 @@ class TrainingData(torch.utils.data.Dataset):
         """
         window = Window(start, self.settings.audio_seconds)
         try:
+            # In process, not through the decoder worker: examples are drawn one at a time,
+            # often from DataLoader worker processes, where starting a decoder process per
+            # example would cost more than the decoding. Every file passed ``scan`` first.
             return load_window(self.samples[index].audio, window)
         except InputError as error:
             if "silent" not in str(error):
