@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,22 +14,10 @@ from typer.testing import CliRunner
 
 import audiotoken_cli as audiotoken
 from audiotoken_cli.cli import app
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from factories import tone, write_audio
 
-DATA = Path(__file__).parent / "data"
-TINY_BEATS = DATA / "tiny_beats.pt"
 RENDER = ["--scheduler", "pndm", "--steps", "3", "-W", "64", "-H", "64"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {
-        "sd": make_tiny_sd(folder / "sd", text_width=32),
-        "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32, seed=5),
-        "audio_encoder": TINY_BEATS,
-    }
 
 
 @pytest.fixture(scope="module")
