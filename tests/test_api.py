@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,21 +15,10 @@ from typer.testing import CliRunner
 
 import audiotoken_cli as audiotoken
 from audiotoken_cli.cli import app
+from factories import tone, write_audio
 
-DATA = Path(__file__).parent / "data"
-TINY_BEATS = DATA / "tiny_beats.pt"
 RENDER = ["--scheduler", "pndm", "--steps", "3", "-W", "64", "-H", "64"]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {
-        "sd": make_tiny_sd(folder / "sd", text_width=32),
-        "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32, seed=5),
-        "audio_encoder": TINY_BEATS,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +139,7 @@ PUBLIC = {
             "None, fast: 'bool' = False, compile: 'bool' = False, images: 'bool' = True, "
             "safety_checker: 'bool' = True, low_vram: 'bool' = False, offline: 'bool' = False, "
             "quiet: 'bool' = True) -> 'AudioToken'",
+    "probe": "(path: 'str | Path', *, timeout: 'float | None' = None) -> 'MediaInfo'",
     "save_image": "(image, path: 'str | os.PathLike') -> 'None'",
     "train": "(data: 'str | os.PathLike', output: 'str | os.PathLike', *, model: 'str' = "
              "'vggsound', sd: 'str | None' = None, audio_encoder: 'str | None' = None, init: "
@@ -179,8 +168,8 @@ METHODS = {
 
 def test_the_public_api_is_pinned():
     assert sorted(audiotoken.__all__) == sorted(
-        ["AudioToken", "AudioTokenError", "InputError", "ModelError", "UsageError",
-         "VideoEvents", "VideoResult", "__version__", "load", "save_image", "train"])
+        ["AudioToken", "AudioTokenError", "InputError", "MediaInfo", "ModelError", "UsageError",
+         "VideoEvents", "VideoResult", "__version__", "load", "probe", "save_image", "train"])
     for name, signature in PUBLIC.items():
         assert str(inspect.signature(getattr(audiotoken, name))) == signature, name
         assert getattr(audiotoken, name).__doc__, name

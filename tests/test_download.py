@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from audiotoken_cli.hub import choose_files, parse_spec
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from factories import tone, write_audio
 from hub_server import VALID_TOKEN, FakeHub
 
 DATA = Path(__file__).parent / "data"
@@ -24,13 +24,6 @@ SD_ID = "CompVis/stable-diffusion-v1-4"
 SPACE = "GuyYariv/AudioToken"
 BEATS_PATH = "models/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
 EMBEDDER_PATH = "models/embedder_learned_embeds.bin"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("tiny")
-    return {"sd": make_tiny_sd(folder / "sd", text_width=32),
-            "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32)}
 
 
 @pytest.fixture

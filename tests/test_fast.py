@@ -16,7 +16,7 @@ from PIL import Image
 
 from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
 from audiotoken_cli.hub import BUILTIN_PRESETS
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from factories import tone, write_audio
 from fast_factories import make_lcm_lora, make_tiny_taesd
 from hub_server import FakeHub
 
@@ -30,12 +30,11 @@ TAESD_ID = "madebyollin/taesd"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
+def tiny(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """The session's tiny models (tests/conftest.py) with a LoRA and a TAESD made for them."""
     folder = tmp_path_factory.mktemp("fast")
-    sd = make_tiny_sd(folder / "sd", text_width=32)
-    return {"sd": sd,
-            "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32),
-            "lcm_lora": make_lcm_lora(folder / "lcm" / LCM_FILE, sd),
+    return {**tiny_models,
+            "lcm_lora": make_lcm_lora(folder / "lcm" / LCM_FILE, tiny_models["sd"]),
             "taesd": make_tiny_taesd(folder / "taesd")}
 
 

@@ -13,7 +13,7 @@ import click
 import numpy as np
 import pytest
 import typer
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
+from factories import tone, write_audio, write_video
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,13 +24,6 @@ from audiotoken_cli.files import InputFile, InputProblem, expand_arguments
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {"sd": make_tiny_sd(folder / "sd", text_width=32),
-            "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32)}
 
 
 def model_args(models) -> list[str]:

@@ -27,15 +27,6 @@ TINY_BEATS = DATA / "tiny_beats.pt"
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {
-        "sd": make_tiny_sd(folder / "sd", text_width=32),
-        "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32, seed=5),
-    }
-
-
 @pytest.fixture
 def clips(tmp_path) -> list[Path]:
     return [write_audio(tmp_path / "a.wav", tone(3.0, freq=250, seed=1)),

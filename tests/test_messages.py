@@ -13,14 +13,9 @@ from typer.testing import CliRunner
 from audiotoken_cli.cli import app
 from audiotoken_cli.errors import ModelError
 from audiotoken_cli.render.diffusion import load_pipeline
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from factories import make_paper_embedder, tone, write_audio
 
 TINY_BEATS = Path(__file__).parent / "data" / "tiny_beats.pt"
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory) -> Path:
-    return make_tiny_sd(tmp_path_factory.mktemp("models") / "sd", text_width=32)
 
 
 @pytest.mark.parametrize("part", ["unet", "vae", "text_encoder", "tokenizer", "scheduler"])

@@ -24,18 +24,11 @@ from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
 from audiotoken_cli.files import InputProblem, expand_arguments
 from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files
 from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderedImage, RenderFailure
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from factories import tone, write_audio
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    return {"sd": make_tiny_sd(folder / "sd", text_width=32),
-            "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32, seed=5)}
 
 
 def make_clips(folder: Path, count: int, seconds: float = 2.0) -> list[Path]:

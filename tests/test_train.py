@@ -22,7 +22,7 @@ from audiotoken_cli.training.data import DataSettings, TrainingData, scan
 from audiotoken_cli.models.embedder import load_embedder
 from audiotoken_cli.training.loop import (ExampleSource, load_frozen, new_embedder, pick_examples,
                                   save_checkpoint, training_loss)
-from factories import make_tiny_sd, tone, write_video
+from factories import tone, write_video
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"
@@ -30,8 +30,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sd(tmp_path_factory) -> Path:
-    return make_tiny_sd(tmp_path_factory.mktemp("models") / "sd", text_width=32)
+def sd(tiny_sd) -> Path:
+    return tiny_sd  # built once per session (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

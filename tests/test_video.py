@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio, write_video
+from factories import tone, write_audio, write_video
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -26,13 +27,13 @@ FPS, HOP, WINDOW, SEED, SIZE = 4, 2, 4, 11, 32
 runner = CliRunner()
 
 
-def strong_tiny_sd(folder: Path) -> Path:
+def strong_tiny_sd(tiny_sd: Path, folder: Path) -> Path:
     """The tiny random SD with its cross-attention keys and values scaled up: as built, its
     random cross-attention barely reaches the pixels (keyframes of different sounds differ by
     0.2/255), too little to tell a smooth in-between from a frozen one."""
     from diffusers import UNet2DConditionModel
 
-    make_tiny_sd(folder, text_width=32)
+    shutil.copytree(tiny_sd, folder)  # changed below: the shared folder stays as it is
     unet = UNet2DConditionModel.from_pretrained(folder / "unet")
     with torch.no_grad():
         for name, module in unet.named_modules():
@@ -49,10 +50,10 @@ def four_tones(seconds_each: float = 2.0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """The session's tiny models, with a strengthened copy of their SD folder."""
     folder = tmp_path_factory.mktemp("models")
-    return {"sd": strong_tiny_sd(folder / "sd"),
-            "embedder": make_paper_embedder(folder / "emb.bin", input_dim=96, token_dim=32, seed=5)}
+    return {**tiny_models, "sd": strong_tiny_sd(tiny_models["sd"], folder / "sd")}
 
 
 def model_args(models) -> list[str]:

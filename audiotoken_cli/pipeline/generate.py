@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import InputError
 from audiotoken_cli.files import FileResult, check_output_name, claim_files, output_error
@@ -125,6 +126,7 @@ def generate_files(sources: Iterable[Path], settings: GenerateSettings,
         yield from ledger.ready()
         return
     events.on_phase("loading models")
+    prestart_decoder()  # the decoder process starts while the models load
     renderer = ImageRenderer.load(settings) if model is None else ImageRenderer(model, settings)
     events.on_phase("rendering")
     writer = PngWriter(limit=2 * renderer.batch_size)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli import __version__
+from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.errors import InputError
 from audiotoken_cli.files import (
@@ -101,6 +102,7 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
 
     from audiotoken_cli.config import LoadSettings
 
+    prestart_decoder()  # the decoder process starts while the models load
     tokenizer = load_model(LoadSettings(settings.audio_encoder, settings.embedder,
                                         runtime=settings.runtime)).tokenizer
     provenance = _model_provenance(tokenizer)

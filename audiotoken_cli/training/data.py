@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from audiotoken_cli.audio.decode import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_window
-from audiotoken_cli.config import SAMPLE_RATE, Window
+from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError, UsageError
 from audiotoken_cli.training.frames import (
     _picture_stream,
@@ -210,12 +210,19 @@ def _check(path: Path, image: Path | None) -> tuple[Path | None, float]:
 
 
 def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
-    """(audio seconds, whether a video stream decodes), decoding only the first frames."""
+    """(audio seconds, whether a video stream decodes), decoding only the first frames.
+
+    In this process, not the decoder worker: the check decodes a video frame too, which the
+    worker does not do, and ``scan`` runs it on many threads at once. A file that crashes
+    FFmpeg here stops the scan; that is a known gap (issue 17), not a design choice."""
     import av
+
+    from audiotoken_cli.audio.decode import open_media
+    from audiotoken_cli.audio.media import info_of
 
     _check_nonempty(path)
     try:
-        container = av.open(str(path), metadata_errors="replace")
+        container = open_media(path)
     except (av.error.FFmpegError, OSError) as error:
         raise _Skip(f"FFmpeg cannot open it ({_reason(error)})") from error
     with container:
@@ -229,7 +236,7 @@ def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
             raise _Skip(f"undecodable ({_reason(error)})") from error
         if audio not in decoded:
             raise _Skip(f"undecodable audio (no audio frame in the first {PROBE_SECONDS:g} s)")
-        duration = _audio_duration(container, audio)
+        duration = info_of(container, path).duration
     return duration, video is not None and video in decoded
 
 
@@ -259,17 +266,6 @@ def _first_frames(container, audio, video) -> set:
         if decoded == wanted:
             break
     return decoded
-
-
-def _audio_duration(container, stream) -> float:
-    """Seconds of audio according to the container; measured by decoding if it does not say."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000  # AV_TIME_BASE
-    container.seek(0)
-    samples = sum(frame.samples for frame in container.decode(stream))
-    return samples / (stream.rate or SAMPLE_RATE)
 
 
 def _check_image(path: Path) -> None:
@@ -341,6 +337,9 @@ class TrainingData(torch.utils.data.Dataset):
     def waveform_at(self, index: int, start: float) -> torch.Tensor:
         """The audio window from ``start`` seconds: (S,) float32, S = audio_seconds × 16 kHz.
         A silent window is zeros, as valid for training as for embedding."""
+        # In process, not through the decoder worker: examples are drawn one at a time, often
+        # from DataLoader worker processes, where starting a decoder process per example would
+        # cost more than the decoding. Every file passed ``scan`` first.
         return load_window(self.samples[index].audio, Window(start, self.settings.audio_seconds))
 
     def frame_at(self, index: int, time: float) -> torch.Tensor:
