@@ -176,7 +176,7 @@ def _load_own_format(path: Path) -> LoadedEmbedder:
         raise ModelError(f"{config_path}: not an audiotoken embedder config (no format {FORMAT_NAME!r})")
     try:
         config = EmbedderConfig(**meta["sizes"])
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"{config_path}: bad or missing 'sizes' ({_first_line(error)})") from error
     try:
         state = load_file(weights)
@@ -235,7 +235,8 @@ def _first_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # Saving
 
-_OWN_KEYS = {"format", "format_version", "sizes", "audio_encoder", "text_width", "prompt", "source"}
+_OWN_KEYS = {"format", "format_version", "sizes", "audio_encoder", "text_width", "encoder_dims",
+             "prompt", "source"}
 
 
 def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) -> Path:
@@ -256,6 +257,7 @@ def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) 
         "format_version": FORMAT_VERSION,
         "sizes": model.config.to_dict(),
         "text_width": model.config.token_dim,
+        "encoder_dims": list(model.config.encoder_dims),
         "audio_encoder": info.audio_encoder,
         "prompt": info.prompt,
         "source": info.source,

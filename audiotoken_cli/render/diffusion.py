@@ -81,10 +81,13 @@ def check_sd_folder(model: Path) -> None:
                          "or a hub id")
     if not (model / "model_index.json").is_file():
         raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
-    for part in SD_PARTS:
+    from audiotoken_cli.render.kind import model_parts
+
+    parts = model_parts(model)
+    for part in parts:
         if not (model / part).is_dir():
             raise ModelError(f"{model}: no {part}/ folder in this Stable Diffusion folder (it "
-                             f"needs {', '.join(p + '/' for p in SD_PARTS)}); is the download "
+                             f"needs {', '.join(p + '/' for p in parts)}); is the download "
                              "complete?")
 
 
