@@ -64,8 +64,11 @@ class EmbedderConfig:
         object.__setattr__(self, "encoder_dims", dims)
 
     def to_dict(self) -> dict:
+        """The sizes for config.json; a one-encoder embedder's file stays as it always was."""
         sizes = asdict(self)
         sizes["encoder_dims"] = list(self.encoder_dims)
+        if len(self.encoder_dims) == 1:
+            del sizes["encoder_dims"]
         return sizes
 
 

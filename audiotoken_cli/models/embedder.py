@@ -235,8 +235,7 @@ def _first_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # Saving
 
-_OWN_KEYS = {"format", "format_version", "sizes", "audio_encoder", "text_width", "encoder_dims",
-             "prompt", "source"}
+_OWN_KEYS = {"format", "format_version", "sizes", "audio_encoder", "text_width", "prompt", "source"}
 
 
 def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) -> Path:
@@ -257,7 +256,6 @@ def save_embedder(model: AudioEmbedder, folder: str | Path, info: EmbedderInfo) 
         "format_version": FORMAT_VERSION,
         "sizes": model.config.to_dict(),
         "text_width": model.config.token_dim,
-        "encoder_dims": list(model.config.encoder_dims),
         "audio_encoder": info.audio_encoder,
         "prompt": info.prompt,
         "source": info.source,
