@@ -123,3 +123,18 @@ def make_tiny_sd2(folder: Path, seed: int = 0) -> Path:
     pipe.save_pretrained(folder)
     shutil.rmtree(folder / "_tok")
     return folder
+
+
+def make_sdxl_embedder(folder: Path, input_dim: int = 96, seed: int = 0) -> Path:
+    """A random embedder in our own format with one token row per tiny-SDXL text encoder."""
+    from audiotoken_cli.config import EmbedderConfig, EmbedderInfo
+    from audiotoken_cli.models.embedder import AudioEmbedder, save_embedder
+
+    torch.manual_seed(seed)
+    config = EmbedderConfig(input_dim=input_dim, hidden_dim=input_dim,
+                            token_dim=sum(SDXL_WIDTHS), encoder_dims=SDXL_WIDTHS)
+    model = AudioEmbedder(config)
+    with torch.no_grad():  # tokens on the scale of real embedding rows
+        for parameter in model.parameters():
+            parameter.mul_(2.0)
+    return save_embedder(model, folder, EmbedderInfo(audio_encoder="tiny", source="test"))

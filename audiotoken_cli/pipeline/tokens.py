@@ -33,6 +33,10 @@ from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
+SDXL_KEYS = ("clip_l", "clip_g")
+"""An SDXL embedding's tensors, one per text encoder: ``clip_l`` for ``text_encoder`` (CLIP
+ViT-L), ``clip_g`` for ``text_encoder_2`` (OpenCLIP bigG). A1111 takes a file holding both keys
+as an SDXL embedding; ComfyUI's CLIP-L and CLIP-G tokenizers each read their own key."""
 
 
 @dataclass
@@ -62,6 +66,11 @@ class AudioTokenizer:
     @property
     def token_dim(self) -> int:
         return self.embedder.model.config.token_dim
+
+    @property
+    def encoder_dims(self) -> tuple[int, ...]:
+        """One width per text encoder: (d,) for SD 1.x/2.x, (768, 1280) for SDXL."""
+        return self.embedder.model.config.encoder_dims
 
     @torch.inference_mode()
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -117,7 +126,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             continue
         target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
         metadata = {**provenance, **_audio_provenance(source, settings.window)}
-        write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
+        write_atomically(target, lambda tmp, t=token, m=metadata: save_token(
+            tmp, t, m, tokenizer.encoder_dims))
         yield FileResult(source, "written", (target,))
     yield from waiting
 
@@ -173,12 +183,25 @@ def _tokenize_batch(tokenizer: AudioTokenizer, batch: list):
             yield item.request, next(tokens), None
 
 
-def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> None:
-    """Write one token as ``emb_params``, float32, shape [1, d]: the textual-inversion layout."""
+def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str],
+               encoder_dims: tuple[int, ...] = ()) -> None:
+    """Write one token in the textual-inversion layout: ``emb_params`` [1, d] for one text
+    encoder; for SDXL's two, ``clip_l`` [1, d1] and ``clip_g`` [1, d2] (``token_tensors``)."""
     from safetensors.torch import save_file
 
-    tensor = token.detach().float().cpu().reshape(1, -1).contiguous()
-    save_file({TOKEN_KEY: tensor}, str(path), metadata=metadata)
+    save_file(token_tensors(token, encoder_dims), str(path), metadata=metadata)
+
+
+def token_tensors(token: torch.Tensor, encoder_dims: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    """A token (d,) as the tensors of its file, float32 on the CPU: {emb_params: [1, d]} or,
+    when ``encoder_dims`` names two encoders, {clip_l: [1, d1], clip_g: [1, d2]}."""
+    flat = token.detach().float().cpu().reshape(-1)
+    if len(encoder_dims) <= 1:
+        return {TOKEN_KEY: flat.reshape(1, -1).contiguous()}
+    if len(encoder_dims) != len(SDXL_KEYS) or sum(encoder_dims) != flat.numel():
+        raise ModelError(f"a token of {flat.numel()} values cannot be split as {list(encoder_dims)}")
+    rows = torch.split(flat, list(encoder_dims))
+    return {key: row.reshape(1, -1).contiguous() for key, row in zip(SDXL_KEYS, rows)}
 
 
 def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
@@ -189,6 +212,8 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
         "dtype": str(tokenizer.dtype).removeprefix("torch."),
         "tool": f"audiotoken-cli {__version__}",
         "token_dim": str(tokenizer.token_dim),
+        **({"encoder_dims": ",".join(map(str, tokenizer.encoder_dims))}
+           if len(tokenizer.encoder_dims) > 1 else {}),
         "prompt": embedder.info.prompt,
         "embedder": embedder.info.source or str(embedder.path),
         # Model hashes are remembered per file (they are hundreds of MB); audio is hashed fresh.
