@@ -158,7 +158,8 @@ class TrainSettings:
     labels: Path | None = None
     init: Path | None = None
     audio_seconds: float = 5.0
-    size: tuple[int, int] = (512, 512)  # (width, height)
+    size: tuple[int, int] | None = None  # (width, height); None: the model's own default
+    # (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL), set by training.conditioning.with_model_size
     batch_size: int = 4
     grad_accum: int = 4
     max_steps: int = 30_000

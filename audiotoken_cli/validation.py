@@ -128,7 +128,7 @@ def check_train_options(options: Mapping) -> None:
         check_number("--audio-seconds", options["audio_seconds"], 0.5, 10.0)
     if "seed" in options:
         check_seed(options["seed"])
-    if "size" in options:
+    if options.get("size") is not None:
         check_image_size(*options["size"], names=("--size width", "--size height"))
     for name in ("lr", "weight_decay", "class_loss_weight", "l1_weight"):
         if name in options:  # any finite size: a huge --lr is a legitimate way to test divergence

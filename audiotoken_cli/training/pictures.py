@@ -31,21 +31,27 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
         sample_pipeline,
     )
 
+    from audiotoken_cli.training.conditioning import sdxl_samples, vae_on
+
     data = TrainingData(samples, data_settings, settings.seed)
     was_training = embedder.training
     embedder.eval()
-    pipe = sample_pipeline(frozen)
-    negative = frozen.encoder.encode([""])[0]
-    jobs = []
+    conditions = []
     for i in range(len(samples)):
         waveform = data.draw(i, slot_rng(settings.seed, i, 0))["waveform"]
         fbank = beats_fbank(waveform[None].to(device))
         token = embedder(frozen.beats(fbank.to(dtype)).float())
-        prompt = frozen.encoder.encode([settings.prompt], token.to(dtype))[0]
-        jobs.append(ImageJob(prompt, negative, settings.seed + i))
+        conditions.append(frozen.encoder.condition([settings.prompt], token.to(dtype)))
+    seeds = [settings.seed + i for i in range(len(samples))]
     width, height = settings.size
-    images = render(pipe, jobs, RenderSettings(steps=settings.sample_steps, width=width,
-                                               height=height, scheduler="dpm++"))
+    with vae_on(frozen, device):
+        if conditions and conditions[0].pooled is not None:  # SDXL
+            images = sdxl_samples(frozen, conditions, seeds, settings)
+        else:
+            negative = frozen.encoder.encode([""])[0]
+            jobs = [ImageJob(c.embeds[0], negative, seed) for c, seed in zip(conditions, seeds)]
+            images = render(sample_pipeline(frozen), jobs, RenderSettings(
+                steps=settings.sample_steps, width=width, height=height, scheduler="dpm++"))
     embedder.train(was_training)
     # Each tile is captioned with its clip, so a grid of training clips is not taken for
     # held-out ones and a picture can be traced to its sound.
