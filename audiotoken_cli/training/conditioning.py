@@ -26,6 +26,9 @@ def with_model_size(settings: TrainSettings) -> TrainSettings:
     sample size × the VAE's downscale: 512 for SD 1.x, 768 for SD 2.x-v, 1024 for SDXL)."""
     if settings.size is not None:
         return settings
+    from audiotoken_cli.render.diffusion import check_sd_folder
+
+    check_sd_folder(Path(settings.sd))  # its message names what a broken folder lacks
     side = model_kind(Path(settings.sd)).default_size
     return dataclasses.replace(settings, size=(side, side))
 

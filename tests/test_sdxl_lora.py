@@ -1,0 +1,62 @@
+"""`--lora` with an SDXL LoRA in diffusers' format: routed to diffusers' load_lora_weights and
+fused; the UNet then computes what PEFT's own adapter computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiotoken_cli.errors import ModelError
+from audiotoken_cli.models.lora import apply_lora, is_paper_lora
+from sdxl_factories import SDXL_WIDTHS, TIME_EMBED, make_tiny_sdxl
+
+
+def _unet_output(unet) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, 4, 8, 8, generator=generator)
+    text = torch.randn(1, 77, sum(SDXL_WIDTHS), generator=generator)
+    added = {"text_embeds": torch.randn(1, SDXL_WIDTHS[1], generator=generator),
+             "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+    with torch.no_grad():
+        return unet(sample, torch.tensor([300]), text, added_cond_kwargs=added).sample
+
+
+def test_a_diffusers_sdxl_lora_is_fused_and_equals_peft_with_the_adapter(tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    folder = make_tiny_sdxl(tmp_path / "xl")
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder)
+    plain = _unet_output(pipe.unet)
+    torch.manual_seed(3)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with_adapter = _unet_output(pipe.unet)
+    StableDiffusionXLPipeline.save_lora_weights(
+        tmp_path / "lora", unet_lora_layers=convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(pipe.unet)))
+    lora = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+    assert not is_paper_lora(lora)
+
+    fresh = StableDiffusionXLPipeline.from_pretrained(folder)
+    apply_lora(fresh, lora)
+    fused = _unet_output(fresh.unet)
+    assert not torch.allclose(with_adapter, plain, atol=1e-4)
+    torch.testing.assert_close(fused, with_adapter, rtol=1e-4, atol=1e-5)
+    assert not any("lora" in name for name, _ in fresh.unet.named_parameters())  # fused, no adapter
+
+
+def test_a_file_that_is_no_lora_for_this_model_is_one_line(tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(make_tiny_sdxl(tmp_path / "xl"))
+    bogus = tmp_path / "bogus.safetensors"
+    save_file({"unet.nothing.lora_A.weight": torch.zeros(2, 2)}, str(bogus))
+    with pytest.raises(ModelError, match=r"bogus.safetensors: could not apply this LoRA") as error:
+        apply_lora(pipe, bogus)
+    assert "\n" not in str(error.value)
