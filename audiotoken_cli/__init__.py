@@ -5,6 +5,7 @@
     model = audiotoken.load()                         # presets, cache and checks as the CLI
     token = model.embed("dog.wav")                    # (d,) float32
     images = model.generate("dog.wav", n=4, seed=7)   # PIL images with their settings
+    result = model.video("song.mp3", seed=7)          # an MP4 that moves with the sound
 
 The names in ``__all__`` are the public API; everything else is private and may change. Heavy
 libraries load on first use, so ``import audiotoken_cli`` and ``audiotoken --help`` stay instant.
@@ -20,13 +21,15 @@ __all__ = [
     "InputError",
     "ModelError",
     "UsageError",
+    "VideoEvents",
+    "VideoResult",
     "__version__",
     "load",
     "save_image",
     "train",
 ]
 
-_FROM_API = {"AudioToken", "load", "save_image", "train"}
+_FROM_API = {"AudioToken", "VideoEvents", "VideoResult", "load", "save_image", "train"}
 
 
 def __getattr__(name: str):

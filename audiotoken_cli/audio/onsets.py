@@ -61,7 +61,7 @@ def reactive_weights(source: Path, duration: float, times: Sequence[float], fps:
     audio is decoded on its own (``load_window`` seeks), so memory does not grow with the file;
     a silent interval falls back to even spacing."""
     from audiotoken_cli.audio.decode import load_window
-    from audiotoken_cli.pipeline.keyframes import frame_count
+    from audiotoken_cli.video.keyframes import frame_count
 
     count = frame_count(duration, fps)
     moments = np.arange(count) / fps
