@@ -1,6 +1,7 @@
-"""End to end on the tiny SD 2.x (v-prediction, a wider text encoder): train → resume →
-generate, CLI and API alike, the embed export loaded by diffusers' load_textual_inversion
-drawing generate's image, and video --keyframes-only --storyboard."""
+"""End to end on a tiny SD 2.x (v-prediction, a wider text encoder) and a tiny SDXL (two text
+encoders): train → resume → generate, CLI and API alike, the embed export loaded by diffusers'
+load_textual_inversion (two calls for SDXL) drawing generate's image, and
+video --keyframes-only --storyboard."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 import audiotoken_cli as audiotoken
 from audiotoken_cli.cli import app
 from factories import tone, write_audio, write_video
-from sdxl_factories import SD2_WIDTH, make_tiny_sd2
+from sdxl_factories import SD2_WIDTH, SDXL_WIDTHS, make_tiny_sd2, make_tiny_sdxl
 
 TINY_BEATS = Path(__file__).parent / "data" / "tiny_beats.pt"
 SIZE = 32
@@ -31,11 +32,16 @@ def invoke(*args) -> str:
     return result.output
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
-    """A tiny SD 2.x and an embedder trained on it for 2 steps, then resumed to 3."""
-    folder = tmp_path_factory.mktemp("sd2")
-    sd = make_tiny_sd2(folder / "sd2")
+WIDTHS = {"sd2": (SD2_WIDTH,), "sdxl": SDXL_WIDTHS}
+MAKERS = {"sd2": make_tiny_sd2, "sdxl": make_tiny_sdxl}
+
+
+@pytest.fixture(scope="module", params=["sd2", "sdxl"])
+def trained(request, tmp_path_factory) -> dict[str, Path]:
+    """A tiny model and an embedder trained on it for 2 steps, then resumed to 3."""
+    kind = request.param
+    folder = tmp_path_factory.mktemp(kind)
+    sd = MAKERS[kind](folder / kind)
     videos = folder / "videos"
     videos.mkdir()
     for i, color in enumerate([(200, 40, 40), (40, 200, 40)]):
@@ -48,7 +54,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     invoke(*common, "--max-steps", "2")
     invoke(*common, "--max-steps", "3", "--resume")
     sound = write_audio(folder / "dog.wav", tone(3.0, freq=420, seed=7))
-    return {"sd": sd, "run": folder / "run", "sound": sound}
+    return {"sd": sd, "run": folder / "run", "sound": sound, "kind": kind}
 
 
 def generate_cli(trained, out: Path, *extra) -> Path:
@@ -63,28 +69,44 @@ def rgb(image) -> np.ndarray:
 
 
 def test_the_trained_run_drives_generate_and_the_api_draws_the_same_pixels(trained, tmp_path):
-    assert json.loads((trained["run"] / "config.json").read_text())["sizes"]["token_dim"] == SD2_WIDTH
+    widths = WIDTHS[trained["kind"]]
+    assert json.loads((trained["run"] / "config.json").read_text())["sizes"]["token_dim"] == sum(widths)
     png = generate_cli(trained, tmp_path / "cli")
+    info = json.loads(Image.open(png).text["audiotoken"])
+    assert info["sd_kind"] == trained["kind"]  # the PNG names the model kind
+    assert f"Model kind: {'SDXL' if trained['kind'] == 'sdxl' else 'SD 2.x'}" in Image.open(
+        png).text["parameters"]
     model = audiotoken.load(device="cpu", dtype="float32", sd=str(trained["sd"]),
                             audio_encoder=str(TINY_BEATS), embedder=str(trained["run"]))
     image = model.generate(str(trained["sound"]), n=1, seed=3, scheduler="pndm", steps=3,
                            width=SIZE, height=SIZE, guidance=6.0)[0]
     assert np.array_equal(rgb(image), rgb(Image.open(png)))
+    assert json.loads(image.info["audiotoken"]) == info
     assert rgb(image).std() > 0  # a picture, not a blank
 
 
 def test_the_export_loaded_by_diffusers_draws_generates_image(trained, tmp_path):
-    """`embed`'s file through diffusers' load_textual_inversion, rendered by diffusers itself
+    """`embed`'s file through diffusers' load_textual_inversion (SDXL: clip_l into text_encoder
+    and tokenizer, clip_g into text_encoder_2 and tokenizer_2), rendered by diffusers itself
     with the same seed and the model's own scheduler, within 1.5/255 of `generate`."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
     png = generate_cli(trained, tmp_path / "cli")
     invoke("embed", trained["sound"], "--audio-encoder", TINY_BEATS, "--embedder",
            trained["run"], "--device", "cpu", "-o", tmp_path / "tok")
     token_file = tmp_path / "tok" / "dog.safetensors"
-    assert load_file(token_file)["emb_params"].shape == (1, SD2_WIDTH)
-    pipe = StableDiffusionPipeline.from_pretrained(trained["sd"])
-    pipe.load_textual_inversion(str(token_file), token="<dog>")
+    pipe = DiffusionPipeline.from_pretrained(trained["sd"])
+    tensors = load_file(token_file)
+    if trained["kind"] == "sdxl":
+        assert {k: tuple(v.shape) for k, v in tensors.items()} == {
+            "clip_l": (1, SDXL_WIDTHS[0]), "clip_g": (1, SDXL_WIDTHS[1])}
+        pipe.load_textual_inversion(tensors["clip_l"], token="<dog>",
+                                    text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+        pipe.load_textual_inversion(tensors["clip_g"], token="<dog>",
+                                    text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+    else:
+        assert tensors["emb_params"].shape == (1, SD2_WIDTH)
+        pipe.load_textual_inversion(str(token_file), token="<dog>")
     with torch.no_grad():
         theirs = pipe("a photo of <dog>", num_inference_steps=3, guidance_scale=6.0, width=SIZE,
                       height=SIZE, generator=torch.Generator().manual_seed(3)).images[0]
@@ -98,6 +120,6 @@ def test_video_keyframes_only_with_a_storyboard(trained, tmp_path):
            trained["run"], "--device", "cpu", "--dtype", "float32", *RENDER, "--hop", "2",
            "--window", "2", "--fps", "4", "--seed", "5", "--keyframes-only", "--storyboard")
     tokens = load_file(str(tmp_path / "song.audiotoken.tokens.safetensors"))["tokens"]
-    assert tokens.shape[1] == SD2_WIDTH and tokens.shape[0] >= 2
+    assert tokens.shape[1] == sum(WIDTHS[trained["kind"]]) and tokens.shape[0] >= 2
     assert Image.open(tmp_path / "song.audiotoken.storyboard.png").size[0] >= SIZE
     assert (tmp_path / "song.audiotoken.mp4").is_file()

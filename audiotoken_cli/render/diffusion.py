@@ -101,19 +101,26 @@ def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
     ``low_vram`` keeps each sub-model on the CPU until it runs (CUDA only).
     """
     quiet_libraries()
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from audiotoken_cli.render.kind import model_kind
 
     model = Path(model)
     check_sd_folder(model)
-    extra = {} if safety_checker else {"safety_checker": None, "requires_safety_checker": False}
+    sdxl = model_kind(model).name == "sdxl"  # read from the folder's files, not its name
+    # SDXL ships no safety checker; its pipeline takes no such argument.
+    extra = {} if safety_checker or sdxl else {"safety_checker": None,
+                                               "requires_safety_checker": False}
+    pipeline_class = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype,
-                                                       variant=weights_variant(model), **extra)
+        pipe = pipeline_class.from_pretrained(model, dtype=dtype, variant=weights_variant(model),
+                                              **extra)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(f"{model}: could not load the Stable Diffusion pipeline "
                          f"({str(error).strip().splitlines()[0]})") from error
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-        part.requires_grad_(False).eval()
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+        if part is not None:
+            part.requires_grad_(False).eval()
     pipe.set_progress_bar_config(disable=True)
     if low_vram and device.type == "cuda":
         pipe.enable_model_cpu_offload(device=device)
@@ -240,7 +247,8 @@ def render(pipe, jobs: Sequence[ImageJob], settings: RenderSettings,
         generator=generators,
         callback_on_step_end=step_end,
     )
-    flagged = output.nsfw_content_detected or [False] * len(jobs)
+    # SDXL's output has no safety-checker field
+    flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(jobs)
     return [None if bad else image for image, bad in zip(output.images, flagged)]
 
 
