@@ -60,3 +60,29 @@ def test_a_file_that_is_no_lora_for_this_model_is_one_line(tmp_path):
     with pytest.raises(ModelError, match=r"bogus.safetensors: could not apply this LoRA") as error:
         apply_lora(pipe, bogus)
     assert "\n" not in str(error.value)
+
+
+def test_a_kohya_named_sdxl_lora_lands_in_the_layers_it_names(tmp_path):
+    """kohya's key layout (``lora_unet_<module path>.lora_down/.lora_up/.alpha``): after
+    ``apply_lora`` each adapted weight is W + (alpha / rank) · up · down, the layer's own
+    formula, in exactly the layers the file names."""
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+
+    from fast_factories import lcm_lora_state_dict
+
+    folder = make_tiny_sdxl(tmp_path / "xl")
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder)
+    before = {name: p.detach().clone() for name, p in pipe.unet.named_parameters()}
+    state = lcm_lora_state_dict(pipe.unet, rank=2, seed=4)
+    save_file(state, str(tmp_path / "kohya.safetensors"))
+    apply_lora(pipe, tmp_path / "kohya.safetensors")
+    after = dict(pipe.unet.named_parameters())
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    key = "lora_unet_" + name.replace(".", "_")
+    down, up = state[f"{key}.lora_down.weight"], state[f"{key}.lora_up.weight"]
+    scale = float(state[f"{key}.alpha"]) / down.shape[0]
+    torch.testing.assert_close(after[f"{name}.weight"], before[f"{name}.weight"] + scale * up @ down,
+                               rtol=1e-5, atol=1e-6)
+    untouched = "down_blocks.1.attentions.0.norm.weight"  # no LoRA names it
+    torch.testing.assert_close(after[untouched], before[untouched], rtol=0, atol=0)
