@@ -106,12 +106,17 @@ class LoadedModel:
         return self.settings.lcm_lora is not None
 
     def default_call(self) -> CallSettings:
-        """The per-call defaults for this model: the paper's, or --fast's few steps."""
+        """The per-call defaults for this model: the paper's, or --fast's few steps; the
+        model's own image size (512 SD 1.x, 1024 SDXL)."""
+        from audiotoken_cli.render.kind import default_image_size
+
+        side = default_image_size(self.settings.sd)
         if not self.fast:
-            return CallSettings()
+            return CallSettings(width=side, height=side)
         from audiotoken_cli.render.fast import FAST_GUIDANCE, FAST_STEPS
 
-        return CallSettings(steps=FAST_STEPS, guidance=FAST_GUIDANCE, scheduler=LCM_SCHEDULER)
+        return CallSettings(steps=FAST_STEPS, guidance=FAST_GUIDANCE, scheduler=LCM_SCHEDULER,
+                            width=side, height=side)
 
     # -- sound → token ------------------------------------------------------------------------
 

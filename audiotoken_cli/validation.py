@@ -108,7 +108,9 @@ def check_generate_options(options: Mapping) -> None:
         raise UsageError(f"--num-images {count!r} must be at least 1")
     if "seed" in options:
         check_seed(options["seed"], count)
-    check_image_size(options.get("width", 512), options.get("height", 512))
+    # None: the model's own size, filled in once the model is known
+    width, height = options.get("width"), options.get("height")
+    check_image_size(512 if width is None else width, 512 if height is None else height)
     if "steps" in options:
         check_number("--steps", options["steps"], 1, 10_000)
     if "guidance" in options:

@@ -123,3 +123,18 @@ def test_video_keyframes_only_with_a_storyboard(trained, tmp_path):
     assert tokens.shape[1] == sum(WIDTHS[trained["kind"]]) and tokens.shape[0] >= 2
     assert Image.open(tmp_path / "song.audiotoken.storyboard.png").size[0] >= SIZE
     assert (tmp_path / "song.audiotoken.mp4").is_file()
+
+
+def test_without_a_size_images_take_the_models_own(trained, tmp_path):
+    """No -W/-H: the model's own size (UNet sample size × VAE downscale; tiny: 64 SDXL, 24
+    SD 2.x; the real SDXL base 1024), the same in the CLI and the API."""
+    side = {"sdxl": 64, "sd2": 24}[trained["kind"]]
+    invoke("generate", trained["sound"], "--sd", trained["sd"], "--audio-encoder", TINY_BEATS,
+           "--embedder", trained["run"], "--device", "cpu", "--dtype", "float32", "--seed", "2",
+           "--steps", "2", "-o", tmp_path)
+    written = Image.open(tmp_path / "dog_seed2.png")
+    assert written.size == (side, side)
+    model = audiotoken.load(device="cpu", dtype="float32", sd=str(trained["sd"]),
+                            audio_encoder=str(TINY_BEATS), embedder=str(trained["run"]))
+    image = model.generate(str(trained["sound"]), n=1, seed=2, steps=2)[0]
+    assert np.array_equal(rgb(image), rgb(written))

@@ -71,6 +71,17 @@ def model_kind(folder: Path) -> ModelKind:
                      _default_size(folder))
 
 
+def default_image_size(folder: Path | None) -> int:
+    """The image side ``generate`` and ``video`` draw at when no size is given: the model's own
+    (1024 for SDXL); 512 when there is no model or its folder cannot say (loading it will)."""
+    if folder is None:
+        return 512
+    try:
+        return model_kind(Path(folder)).default_size
+    except ModelError:
+        return 512
+
+
 def _default_size(folder: Path) -> int:
     unet = _read_json(folder / "unet" / "config.json")
     vae = _read_json(folder / "vae" / "config.json")
