@@ -94,6 +94,9 @@ def predict(frozen, noisy: torch.Tensor, timesteps: torch.Tensor, prompts: list[
     condition = frozen.encoder.condition(prompts, tokens.to(dtype))
     extra = {}
     if condition.pooled is not None:
+        if geometry is None:  # no frame to speak of: as if uncropped at the target size
+            width, height = size
+            geometry = torch.tensor([[height, width, 0, 0]] * noisy.shape[0])
         extra["added_cond_kwargs"] = {"text_embeds": condition.pooled.to(dtype),
                                       "time_ids": time_ids(geometry, size).to(noisy.device, dtype)}
     return frozen.unet(noisy.to(dtype), timesteps, condition.embeds, **extra).sample
