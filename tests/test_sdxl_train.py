@@ -118,3 +118,29 @@ def test_the_default_frame_size_follows_the_model(models, tmp_path):
     # SDXL base gives 128·8 = 1024, SD 2.1 96·8 = 768, SD 1.4 64·8 = 512)
     assert size(models["sdxl"]) == (64, 64) and size(models["sd2"]) == (24, 24)
     assert size(models["sdxl"], (40, 24)) == (40, 24)
+
+
+def test_sdxl_trains_data_parallel_under_torchrun(models, videos, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "audiotoken_cli", "train", str(videos), "-o", str(run), "--sd",
+            str(models["sdxl"]), "--audio-encoder", str(TINY_BEATS), "--batch-size", "1",
+            "--grad-accum", "1", "--resolution", "32", "--audio-seconds", "1", "--device", "cpu",
+            "--windows-per-clip", "2", "--sample-every", "0", "--max-steps", "2"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # a hang kills the workers too
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    assert stdout.count("trained embedder") == 1  # rank 0 reports; rank 1 is silent
+    assert [m["step"] for m in metrics(run)] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["training"]["world_size"] == 2
+    assert load_embedder(run).model.config.encoder_dims == SDXL_WIDTHS
