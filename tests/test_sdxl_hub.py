@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
+from factories import tone, write_audio
 from hub_server import FakeHub
 from sdxl_factories import make_tiny_sdxl
 from test_download import TINY_BEATS, run
-
-from factories import tone, write_audio
 
 SDXL_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 

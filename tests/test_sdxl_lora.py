@@ -3,14 +3,12 @@ fused; the UNet then computes what PEFT's own adapter computes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from audiotoken_cli.errors import ModelError
 from audiotoken_cli.models.lora import apply_lora, is_paper_lora
-from sdxl_factories import SDXL_WIDTHS, TIME_EMBED, make_tiny_sdxl
+from sdxl_factories import SDXL_WIDTHS, make_tiny_sdxl
 
 
 def _unet_output(unet) -> torch.Tensor:
