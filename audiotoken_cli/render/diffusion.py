@@ -150,14 +150,22 @@ def tune_for_device(pipe, device: torch.device, *, compile_unet: bool = False) -
 
 def sample_pipeline(frozen):
     """A pipeline around training's frozen parts, for sample grids (no safety checker: the
-    images stay in the run folder)."""
-    from diffusers import StableDiffusionPipeline
+    images stay in the run folder); SDXL's when the prompt encoder has two text encoders."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(unet=frozen.unet, vae=frozen.vae,
-                                   text_encoder=frozen.encoder.text_encoder,
-                                   tokenizer=frozen.encoder.tokenizer,
-                                   scheduler=frozen.noise_scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    parts = getattr(frozen.encoder, "parts", None)
+    if parts is not None:
+        pipe = StableDiffusionXLPipeline(
+            vae=frozen.vae, unet=frozen.unet, scheduler=frozen.noise_scheduler,
+            text_encoder=parts[0].text_encoder, tokenizer=parts[0].tokenizer,
+            text_encoder_2=parts[1].text_encoder, tokenizer_2=parts[1].tokenizer,
+            force_zeros_for_empty_prompt=frozen.encoder.zeros_for_empty_negative)
+    else:
+        pipe = StableDiffusionPipeline(unet=frozen.unet, vae=frozen.vae,
+                                       text_encoder=frozen.encoder.text_encoder,
+                                       tokenizer=frozen.encoder.tokenizer,
+                                       scheduler=frozen.noise_scheduler, safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     use_scheduler(pipe, "dpm++")
     return pipe

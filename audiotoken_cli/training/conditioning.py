@@ -126,32 +126,3 @@ def vae_on(frozen, device: torch.device):
         yield
     finally:
         frozen.vae.to(parked)
-
-
-@torch.no_grad()
-def sdxl_samples(frozen, conditions: list, seeds: list[int], settings: TrainSettings) -> list:
-    """Images for sample grids from an SDXL: one per (TextConditioning, seed), PIL or None."""
-    from diffusers import StableDiffusionXLPipeline
-
-    from audiotoken_cli.render.diffusion import use_scheduler
-
-    encoder = frozen.encoder
-    pipe = StableDiffusionXLPipeline(
-        vae=frozen.vae, text_encoder=encoder.parts[0].text_encoder,
-        text_encoder_2=encoder.parts[1].text_encoder, tokenizer=encoder.parts[0].tokenizer,
-        tokenizer_2=encoder.parts[1].tokenizer, unet=frozen.unet, scheduler=frozen.noise_scheduler,
-        force_zeros_for_empty_prompt=encoder.zeros_for_empty_negative)
-    pipe.set_progress_bar_config(disable=True)
-    use_scheduler(pipe, "dpm++")
-    negative = encoder.negative("")
-    count = len(conditions)
-    dtype = frozen.unet.dtype
-    width, height = settings.size
-    output = pipe(
-        prompt_embeds=torch.cat([c.embeds for c in conditions]).to(dtype),
-        pooled_prompt_embeds=torch.cat([c.pooled for c in conditions]).to(dtype),
-        negative_prompt_embeds=negative.embeds.expand(count, -1, -1).to(dtype),
-        negative_pooled_prompt_embeds=negative.pooled.expand(count, -1).to(dtype),
-        num_inference_steps=settings.sample_steps, width=width, height=height,
-        generator=[torch.Generator().manual_seed(seed) for seed in seeds])
-    return list(output.images)

@@ -31,7 +31,7 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
         sample_pipeline,
     )
 
-    from audiotoken_cli.training.conditioning import sdxl_samples, vae_on
+    from audiotoken_cli.training.conditioning import vae_on
 
     data = TrainingData(samples, data_settings, settings.seed)
     was_training = embedder.training
@@ -44,14 +44,12 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
         conditions.append(frozen.encoder.condition([settings.prompt], token.to(dtype)))
     seeds = [settings.seed + i for i in range(len(samples))]
     width, height = settings.size
+    negative = frozen.encoder.negative("")  # SDXL: pooled too (zeros, as the model says)
+    jobs = [ImageJob(c.embeds[0], negative.embeds[0], seed, _first(c.pooled),
+                     _first(negative.pooled)) for c, seed in zip(conditions, seeds)]
     with vae_on(frozen, device):
-        if conditions and conditions[0].pooled is not None:  # SDXL
-            images = sdxl_samples(frozen, conditions, seeds, settings)
-        else:
-            negative = frozen.encoder.encode([""])[0]
-            jobs = [ImageJob(c.embeds[0], negative, seed) for c, seed in zip(conditions, seeds)]
-            images = render(sample_pipeline(frozen), jobs, RenderSettings(
-                steps=settings.sample_steps, width=width, height=height, scheduler="dpm++"))
+        images = render(sample_pipeline(frozen), jobs, RenderSettings(
+            steps=settings.sample_steps, width=width, height=height, scheduler="dpm++"))
     embedder.train(was_training)
     # Each tile is captioned with its clip, so a grid of training clips is not taken for
     # held-out ones and a picture can be traced to its sound.
@@ -63,6 +61,10 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
     draw_captions(grid, [Path(s.audio).name for s in samples], width, caption)
     target = run / "samples" / f"step-{step}.png"
     write_atomically(target, lambda tmp: grid.save(tmp, format="PNG"))
+
+
+def _first(rows: torch.Tensor | None) -> torch.Tensor | None:
+    return None if rows is None else rows[0]
 
 
 def draw_captions(grid, names: list[str], width: int, height: int) -> None:
