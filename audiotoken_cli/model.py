@@ -137,9 +137,12 @@ def load_model(settings: LoadSettings) -> LoadedModel:
                          low_vram=settings.low_vram)
     # fast / LoRA: all folded into the weights now, so no step pays for them
     if settings.lora is not None:
-        from audiotoken_cli.models.lora import apply_lora
+        from audiotoken_cli.models.lora import apply_diffusers_lora, apply_paper_lora, is_paper_lora
 
-        apply_lora(pipe, settings.lora)  # the paper's format, or diffusers'/kohya's
+        if is_paper_lora(settings.lora):
+            apply_paper_lora(pipe.unet, settings.lora)
+        else:  # diffusers' or kohya's format, SD or SDXL
+            apply_diffusers_lora(pipe, settings.lora)
     if settings.lcm_lora is not None:
         from audiotoken_cli.render.fast import fuse_lcm_lora
 

@@ -1,5 +1,6 @@
-"""`--lora` with an SDXL LoRA in diffusers' format: routed to diffusers' load_lora_weights and
-fused; the UNet then computes what PEFT's own adapter computes."""
+"""`--lora` with an SDXL LoRA in diffusers' or kohya's format: recognised as not the paper's,
+loaded through diffusers' load_lora_weights and fused; the UNet then computes what PEFT's own
+adapter computes, and a kohya file changes exactly the layers it names."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from audiotoken_cli.errors import ModelError
-from audiotoken_cli.models.lora import apply_lora, is_paper_lora
+from audiotoken_cli.models.lora import apply_diffusers_lora, is_paper_lora
 from sdxl_factories import SDXL_WIDTHS, make_tiny_sdxl
 
 
@@ -41,7 +42,7 @@ def test_a_diffusers_sdxl_lora_is_fused_and_equals_peft_with_the_adapter(tmp_pat
     assert not is_paper_lora(lora)
 
     fresh = StableDiffusionXLPipeline.from_pretrained(folder)
-    apply_lora(fresh, lora)
+    apply_diffusers_lora(fresh, lora)
     fused = _unet_output(fresh.unet)
     assert not torch.allclose(with_adapter, plain, atol=1e-4)
     torch.testing.assert_close(fused, with_adapter, rtol=1e-4, atol=1e-5)
@@ -56,13 +57,13 @@ def test_a_file_that_is_no_lora_for_this_model_is_one_line(tmp_path):
     bogus = tmp_path / "bogus.safetensors"
     save_file({"unet.nothing.lora_A.weight": torch.zeros(2, 2)}, str(bogus))
     with pytest.raises(ModelError, match=r"bogus.safetensors: could not apply this LoRA") as error:
-        apply_lora(pipe, bogus)
+        apply_diffusers_lora(pipe, bogus)
     assert "\n" not in str(error.value)
 
 
 def test_a_kohya_named_sdxl_lora_lands_in_the_layers_it_names(tmp_path):
     """kohya's key layout (``lora_unet_<module path>.lora_down/.lora_up/.alpha``): after
-    ``apply_lora`` each adapted weight is W + (alpha / rank) · up · down, the layer's own
+    ``apply_diffusers_lora`` each adapted weight is W + (alpha / rank) · up · down, the layer's own
     formula, in exactly the layers the file names."""
     from diffusers import StableDiffusionXLPipeline
     from safetensors.torch import save_file
@@ -74,7 +75,7 @@ def test_a_kohya_named_sdxl_lora_lands_in_the_layers_it_names(tmp_path):
     before = {name: p.detach().clone() for name, p in pipe.unet.named_parameters()}
     state = lcm_lora_state_dict(pipe.unet, rank=2, seed=4)
     save_file(state, str(tmp_path / "kohya.safetensors"))
-    apply_lora(pipe, tmp_path / "kohya.safetensors")
+    apply_diffusers_lora(pipe, tmp_path / "kohya.safetensors")
     after = dict(pipe.unet.named_parameters())
     name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
     key = "lora_unet_" + name.replace(".", "_")
@@ -84,3 +85,12 @@ def test_a_kohya_named_sdxl_lora_lands_in_the_layers_it_names(tmp_path):
                                rtol=1e-5, atol=1e-6)
     untouched = "down_blocks.1.attentions.0.norm.weight"  # no LoRA names it
     torch.testing.assert_close(after[untouched], before[untouched], rtol=0, atol=0)
+
+
+def test_the_papers_lora_format_is_told_apart(tmp_path):
+    key = "mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight"
+    torch.save({key: torch.zeros(2, 4)}, tmp_path / "lora_layers_learned_embeds.bin")
+    assert is_paper_lora(tmp_path / "lora_layers_learned_embeds.bin")
+    torch.save({"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": torch.zeros(2, 4)},
+               tmp_path / "kohya.bin")
+    assert not is_paper_lora(tmp_path / "kohya.bin")

@@ -79,17 +79,13 @@ def is_paper_lora(path: Path) -> bool:
     return isinstance(state, dict) and any(_KEY.match(str(key)) for key in state)
 
 
-def apply_lora(pipe, path: Path) -> None:
-    """``--lora``: fold a UNet LoRA into ``pipe``. The paper's format is folded here; any other
-    (diffusers' ``pytorch_lora_weights.safetensors``, kohya's, for SD 1.x/2.x or SDXL) goes
-    through diffusers' ``load_lora_weights``, which knows their key layouts, then is fused into
-    the weights so no step pays for it."""
+def apply_diffusers_lora(pipe, path: Path) -> None:
+    """``--lora`` in any format but the paper's (diffusers' ``pytorch_lora_weights.safetensors``,
+    kohya's; SD 1.x/2.x or SDXL): through diffusers' ``load_lora_weights``, which knows their
+    key layouts, then fused into the weights so no step pays for it."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: LoRA file not found")
-    if is_paper_lora(path):
-        apply_paper_lora(pipe.unet, path)
-        return
     try:
         pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="user")
         pipe.fuse_lora(lora_scale=1.0)
