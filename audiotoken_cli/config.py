@@ -40,17 +40,36 @@ class Window:
 class EmbedderConfig:
     """The embedder's sizes; saved with its weights and rebuilt from them.
 
-    input_dim:  width of the audio features, 3 × BEATs width (layers 4, 8, 12 concatenated).
-    hidden_dim: width of the MLP's hidden layer (the paper uses input_dim).
-    token_dim:  width of the produced token, the text encoder's width (768 SD 1.x, 1024 SD 2.x).
+    input_dim:    width of the audio features, 3 × BEATs width (layers 4, 8, 12 concatenated).
+    hidden_dim:   width of the MLP's hidden layer (the paper uses input_dim).
+    token_dim:    width of the produced token: the text encoder's width (768 SD 1.x, 1024
+                  SD 2.x), or for a model with several text encoders the sum of theirs.
+    encoder_dims: one width per text encoder, in the pipeline's order, summing to token_dim:
+                  (768, 1280) for SDXL, whose token is one row for ``text_encoder`` (CLIP
+                  ViT-L) followed by one for ``text_encoder_2`` (OpenCLIP bigG). Empty means
+                  one encoder, (token_dim,): the paper's weights and every SD 1.x/2.x embedder.
     """
 
     input_dim: int = 2304
     hidden_dim: int = 2304
     token_dim: int = 768
+    encoder_dims: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON gives a list back; keep the frozen dataclass hashable and comparable.
+        dims = tuple(int(d) for d in self.encoder_dims) or (self.token_dim,)
+        if sum(dims) != self.token_dim or any(d <= 0 for d in dims):
+            raise ValueError(f"encoder_dims {list(dims)} do not add up to token_dim "
+                             f"{self.token_dim}")
+        object.__setattr__(self, "encoder_dims", dims)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The sizes for config.json; a one-encoder embedder's file stays as it always was."""
+        sizes = asdict(self)
+        sizes["encoder_dims"] = list(self.encoder_dims)
+        if len(self.encoder_dims) == 1:
+            del sizes["encoder_dims"]
+        return sizes
 
 
 @dataclass(frozen=True)
@@ -204,7 +223,8 @@ class TrainSettings:
     labels: Path | None = None
     init: Path | None = None
     audio_seconds: float = 5.0
-    size: tuple[int, int] = (512, 512)  # (width, height)
+    size: tuple[int, int] | None = None  # (width, height); None: the model's own default
+    # (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL), set by training.conditioning.with_model_size
     batch_size: int = 4
     grad_accum: int = 4
     max_steps: int = 30_000

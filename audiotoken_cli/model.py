@@ -71,6 +71,11 @@ class AudioTokenizer:
     def token_dim(self) -> int:
         return self.embedder.model.config.token_dim
 
+    @property
+    def encoder_dims(self) -> tuple[int, ...]:
+        """One width per text encoder: (d,) for SD 1.x/2.x, (768, 1280) for SDXL."""
+        return self.embedder.model.config.encoder_dims
+
     @torch.inference_mode()
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
         """waveforms (B, S) float32 at 16 kHz → tokens (B, d) float32."""
@@ -132,9 +137,12 @@ def load_model(settings: LoadSettings) -> LoadedModel:
                          low_vram=settings.low_vram)
     # fast / LoRA: all folded into the weights now, so no step pays for them
     if settings.lora is not None:
-        from audiotoken_cli.models.lora import apply_paper_lora
+        from audiotoken_cli.models.lora import apply_diffusers_lora, apply_paper_lora, is_paper_lora
 
-        apply_paper_lora(pipe.unet, settings.lora)
+        if is_paper_lora(settings.lora):
+            apply_paper_lora(pipe.unet, settings.lora)
+        else:  # diffusers' or kohya's format, SD or SDXL
+            apply_diffusers_lora(pipe, settings.lora)
     if settings.lcm_lora is not None:
         from audiotoken_cli.render.fast import fuse_lcm_lora
 
@@ -145,12 +153,21 @@ def load_model(settings: LoadSettings) -> LoadedModel:
         use_taesd(pipe, settings.taesd, device, dtype)
     # tune
     tune_for_device(pipe, device, compile_unet=settings.compile)
-    # prompt encoder, and the token width it must take
-    from audiotoken_cli.render.prompt import PromptEncoder
-
-    encoder = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
-    encoder.check_token_width(tokenizer.token_dim, str(settings.embedder), str(settings.sd))
+    # prompt encoder (one per text encoder for SDXL), and the token widths it must take
+    encoder = prompt_encoder(pipe)
+    encoder.check_token_width(tokenizer.encoder_dims, str(settings.embedder), str(settings.sd))
     return LoadedModel(settings, tokenizer, pipe, encoder)
+
+
+def prompt_encoder(pipe):
+    """The prompt encoder for ``pipe``: SDXL's two text encoders, or the one of SD 1.x/2.x."""
+    from audiotoken_cli.render.prompt import DualPromptEncoder, PromptEncoder
+
+    if getattr(pipe, "text_encoder_2", None) is None:
+        return PromptEncoder(pipe.tokenizer, pipe.text_encoder)
+    return DualPromptEncoder.load(
+        (pipe.tokenizer, pipe.tokenizer_2), (pipe.text_encoder, pipe.text_encoder_2),
+        zeros_for_empty_negative=bool(pipe.config.get("force_zeros_for_empty_prompt", True)))
 
 
 @dataclass(frozen=True)
@@ -185,12 +202,17 @@ class LoadedModel:
         return self.settings.lcm_lora is not None
 
     def default_call(self) -> CallSettings:
-        """The per-call defaults for this model: the paper's, or --fast's few steps."""
+        """The per-call defaults for this model: the paper's, or --fast's few steps; the
+        model's own image size (512 SD 1.x, 1024 SDXL)."""
+        from audiotoken_cli.render.kind import default_image_size
+
+        side = default_image_size(self.settings.sd)
         if not self.fast:
-            return CallSettings()
+            return CallSettings(width=side, height=side)
         from audiotoken_cli.render.fast import FAST_GUIDANCE, FAST_STEPS
 
-        return CallSettings(steps=FAST_STEPS, guidance=FAST_GUIDANCE, scheduler=LCM_SCHEDULER)
+        return CallSettings(steps=FAST_STEPS, guidance=FAST_GUIDANCE, scheduler=LCM_SCHEDULER,
+                            width=side, height=side)
 
     # -- sound → token ------------------------------------------------------------------------
 
@@ -240,10 +262,12 @@ class LoadedModel:
         """The prompt's conditioning with each token (B, d) in place of <*>; without tokens,
         the prompt alone (one, e.g. the negative prompt). One text-encoder call."""
         self.require_images()
-        if tokens is None:
-            return [Conditioning(self.encoder.encode([prompt])[0])]
-        embeds = self.encoder.encode([prompt] * len(tokens), tokens.to(self.device))  # (B, 77, d)
-        return [Conditioning(row) for row in embeds]
+        if tokens is None:  # a negative prompt: SDXL's empty one is zeros (its model config)
+            made = self.encoder.negative(prompt)
+        else:
+            made = self.encoder.condition([prompt] * len(tokens), tokens.to(self.device))
+        pooled = made.pooled if made.pooled is not None else [None] * len(made.embeds)
+        return [Conditioning(row, row_pooled) for row, row_pooled in zip(made.embeds, pooled)]
 
     def render(self, jobs: Iterable[Job], prepared: Prepared,
                on_step: Callable[[int], None] | None = None) -> Iterator[Rendered]:

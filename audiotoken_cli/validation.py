@@ -104,7 +104,9 @@ def check_generate_options(options: Mapping) -> None:
         raise UsageError(f"--num-images {count!r} must be at least 1")
     if "seed" in options:
         check_seed(options["seed"], count)
-    check_image_size(options.get("width", 512), options.get("height", 512))
+    # None: the model's own size, filled in once the model is known
+    width, height = options.get("width"), options.get("height")
+    check_image_size(512 if width is None else width, 512 if height is None else height)
     if "steps" in options:
         check_number("--steps", options["steps"], 1, 10_000)
     if "guidance" in options:
@@ -135,7 +137,7 @@ def check_train_options(options: Mapping) -> None:
         check_number("--audio-seconds", options["audio_seconds"], 0.5, 10.0)
     if "seed" in options:
         check_seed(options["seed"])
-    if "size" in options:
+    if options.get("size") is not None:
         check_image_size(*options["size"], names=("--size width", "--size height"))
     for name in ("lr", "weight_decay", "class_loss_weight", "l1_weight"):
         if name in options:  # any finite size: a huge --lr is a legitimate way to test divergence

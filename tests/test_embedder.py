@@ -147,3 +147,26 @@ def test_paper_loader_refuses_to_run_pickled_code(tmp_path):
     torch.save({"fc1.weight": Payload()}, path)
     with pytest.raises(ModelError, match="not a readable torch state dict"):
         load_embedder(path)
+
+
+def test_an_sdxl_embedder_records_one_width_per_text_encoder(tmp_path):
+    """Sizes saved with the weights and rebuilt from them: (768, 1280)-style per-encoder widths
+    survive the round trip, and the token is their concatenation."""
+    config = EmbedderConfig(input_dim=24, hidden_dim=24, token_dim=80, encoder_dims=(32, 48))
+    torch.manual_seed(0)
+    model = AudioEmbedder(config).eval()
+    folder = save_embedder(model, tmp_path / "run", EmbedderInfo(source="unit test"))
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["sizes"] == {"input_dim": 24, "hidden_dim": 24, "token_dim": 80,
+                             "encoder_dims": [32, 48]}
+    loaded = load_embedder(folder)
+    assert loaded.model.config == config and loaded.model.config.encoder_dims == (32, 48)
+    features = torch.randn(2, 7, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(features), model(features), rtol=0, atol=0)
+    assert loaded.model(features).shape == (2, 80)
+    meta["sizes"]["encoder_dims"] = [32, 40]
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"config.json: bad or missing 'sizes' \(encoder_dims "
+                                         r"\[32, 40\] do not add up to token_dim 80\)"):
+        load_embedder(folder)

@@ -56,13 +56,19 @@ def download(
             return _download_eval(quiet)
         from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 
+        from audiotoken_cli.hub import get_preset
+
         given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+        # A preset without a published embedder (sdxl) fetches the rest, for training one.
+        with_embedder = bool(embedder or get_preset(model).embedder)
         # Small files first: a bad checksum shows before gigabytes of Stable Diffusion.
-        roles = ("audio_encoder", "embedder", "sd", "lora") + (("lcm_lora", "taesd") if fast else ())
+        roles = (("audio_encoder",) + (("embedder",) if with_embedder else ()) + ("sd", "lora")
+                 + (("lcm_lora", "taesd") if fast else ()))
         paths = components(model, given, roles, offline=False, quiet=quiet)
         # One verified load makes the safetensors copies that every later run loads.
         load_beats_fast(paths["audio_encoder"])
-        load_embedder_fast(paths["embedder"])
+        if with_embedder:
+            load_embedder_fast(paths["embedder"])
         print_download_summary(model, paths)
         return 0
 

@@ -35,7 +35,8 @@ from audiotoken_cli.cli.options import (
     TaesdOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import Nouns, check_usage, components, guarded, run_batch
+from audiotoken_cli.cli.run import (Nouns, check_usage, components, guarded, run_batch,
+                                    with_image_size)
 from audiotoken_cli.errors import AudioTokenError
 from audiotoken_cli.examples import EXAMPLES, example_path
 
@@ -102,10 +103,12 @@ def generate(
         = "a photo of <*>",
     negative_prompt: Annotated[str, typer.Option(
         "--negative-prompt", metavar="TEXT", help="What the images should not show.")] = "",
-    width: Annotated[int, typer.Option("--width", "-W", min=8, metavar="PX", help="Image width, a multiple of "
-                                       "8.")] = 512,
-    height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX", help="Image height, a multiple "
-                                        "of 8.")] = 512,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", "-W", min=8, metavar="PX", help="Image width, a multiple of 8 [default: the "
+        "model's own: 512 SD 1.x, 768 SD 2.x-v, 1024 SDXL].", show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option(
+        "--height", "-H", min=8, metavar="PX", help="Image height, a multiple of 8 [default: "
+        "the model's own].", show_default=False)] = None,
     scheduler: Annotated[Optional[Scheduler], typer.Option(
         "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]", help="Sampler [default: dpm++]. "
         "pndm keeps the model's own scheduler; with --steps 50 it is the paper's setting.",
@@ -195,7 +198,7 @@ def generate(
             progress.on_phase("finding the models")
             paths = components(model, given, roles, offline, quiet)
             check_fast_paths(fast, paths, model)
-            settings = GenerateSettings(**paths, **options)
+            settings = GenerateSettings(**paths, **with_image_size(options, paths["sd"]))
             events = GenerateEvents(on_total=progress.on_total, on_step=progress.on_step,
                                     on_image=progress.on_image, on_phase=progress.on_phase)
             return generate_files(sources, settings, events, roots, rank=rank, world=world)

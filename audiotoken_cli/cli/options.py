@@ -84,8 +84,9 @@ OverwriteOption = Annotated[
 ]
 LoraOption = Annotated[
     Optional[str],
-    typer.Option("--lora", metavar="SPEC", help="The paper's optional UNet LoRA "
-                 "(lora_layers_learned_embeds.bin): a path, URL or hub id.", show_default=False),
+    typer.Option("--lora", metavar="SPEC", help="A UNet LoRA fused at load: the paper's "
+                 "(lora_layers_learned_embeds.bin) or a diffusers/kohya one, SD or SDXL; a path, "
+                 "URL or hub id.", show_default=False),
 ]
 SafetyCheckerOption = Annotated[
     bool,

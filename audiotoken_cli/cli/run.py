@@ -33,6 +33,16 @@ def components(model: str, given: dict, roles: tuple[str, ...], offline: bool, q
     return resolve_components(model, given, roles, fetch)
 
 
+def with_image_size(options: dict, sd) -> dict:
+    """``options`` with the image size the user left out: the model's own (read from ``sd``)."""
+    from audiotoken_cli.render.kind import default_image_size
+
+    if options.get("width") is not None and options.get("height") is not None:
+        return options
+    side = default_image_size(sd)
+    return {**options, "width": options.get("width") or side, "height": options.get("height") or side}
+
+
 @dataclass(frozen=True)
 class Nouns:
     """What a command makes of what: ("image", "sound") reads "4 images of 2 sounds written"."""

@@ -53,8 +53,9 @@ def train(
     audio_seconds: Annotated[float, typer.Option(
         "--audio-seconds", min=0.5, metavar="SECONDS", help="Audio window per sample, from the "
         "first 10 s.")] = 5.0,
-    resolution: Annotated[int, typer.Option(
-        "--resolution", min=8, metavar="PX", help="Square frame size.")] = 512,
+    resolution: Annotated[Optional[int], typer.Option(
+        "--resolution", min=8, metavar="PX", help="Square frame size. Default: the model's "
+        "own (512 SD 1.x, 768 SD 2.x-v, 1024 SDXL).", show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option(
         "--size", metavar="WxH", help="Frame size, e.g. 512x320 (the paper's); overrides "
         "--resolution.", show_default=False)] = None,
@@ -132,7 +133,7 @@ def train(
     from audiotoken_cli.training.data import parse_size
 
     try:
-        frame_size = parse_size(size) if size else (resolution, resolution)
+        frame_size = parse_size(size) if size else (resolution, resolution) if resolution else None
     except AudioTokenError as error:
         raise typer.BadParameter(str(error), param_hint="--size") from None
     warmup = auto_warmup(max_steps) if warmup_steps is None else warmup_steps

@@ -32,7 +32,7 @@ from audiotoken_cli.cli.options import (
     TaesdOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
+from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch, with_image_size
 
 
 @app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken video song.mp3 --seed 7\n"
@@ -80,10 +80,12 @@ def video(
         = "a photo of <*>",
     negative_prompt: Annotated[str, typer.Option(
         "--negative-prompt", metavar="TEXT", help="What the images should not show.")] = "",
-    width: Annotated[int, typer.Option("--width", "-W", min=8, metavar="PX",
-                                       help="Frame width, a multiple of 8.")] = 512,
-    height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX",
-                                        help="Frame height, a multiple of 8.")] = 512,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", "-W", min=8, metavar="PX", help="Frame width, a multiple of 8 [default: the "
+        "model's own: 512 SD 1.x, 1024 SDXL].", show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option(
+        "--height", "-H", min=8, metavar="PX", help="Frame height, a multiple of 8 [default: "
+        "the model's own].", show_default=False)] = None,
     scheduler: Annotated[Optional[Scheduler], typer.Option(
         "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]",
         help="Sampler, as for generate [default: dpm++].", show_default=False)] = None,
@@ -154,7 +156,8 @@ def video(
         def process(sources, progress, roots, rank, world):
             paths = components(model, given, roles, offline, quiet)
             check_fast_paths(fast, paths, model)
-            settings = VideoSettings(GenerateSettings(**paths, **options), **video_options)
+            settings = VideoSettings(GenerateSettings(**paths, **with_image_size(options, paths["sd"])),
+                                     **video_options)
             # generate's skeleton: this rank's files (every world-th), mirrored under -o.
             return video_files(sources, settings, _events(progress), roots, rank=rank,
                                world=world)

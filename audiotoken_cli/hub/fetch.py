@@ -33,6 +33,7 @@ from audiotoken_cli.hub.specs import (
     FetchOptions,
     Spec,
     get_preset,
+    missing_embedder,
     parse_spec,
 )
 from audiotoken_cli.hub.urls import _fetch_url
@@ -293,6 +294,8 @@ def resolve_components(preset_name: str, overrides: dict[str, str | None], roles
     """Each role's local path: the user's option if given, else the preset's component,
     fetched now if it is not cached. Known hashes are checked on every source."""
     preset = get_preset(preset_name)
+    if "embedder" in roles and not (overrides.get("embedder") or preset.embedder):
+        raise missing_embedder(preset)  # before gigabytes of other parts are fetched
     paths: dict[str, Path | None] = {}
     for role in roles:
         given = overrides.get(role)

@@ -137,6 +137,24 @@ BUILTIN_PRESETS = {
         sizes={"audio_encoder": 363_145_291, "sd": 5_480_000_000, "embedder": 35_414_028,
                "lcm_lora": 134_600_000, "taesd": 9_800_000},
     ),
+    "sdxl": Preset(
+        name="sdxl",
+        description="Stable Diffusion XL base 1.0; no published embedder: needs --embedder "
+                    "from `audiotoken train --model sdxl`",
+        sd="stabilityai/stable-diffusion-xl-base-1.0",
+        audio_encoder=f"{PAPER_SPACE}/models/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt",
+        embedder="",  # none is published; resolve_components says so in one line
+        lcm_lora="latent-consistency/lcm-lora-sdxl/pytorch_lora_weights.safetensors",
+        taesd="madebyollin/taesdxl",
+        sha256={"audio_encoder":
+                "e5815275a04b6885e7b8af63d120b29bffae2cd2225cf4915e1ec6d819d3022c"},
+        # Estimates from the parameter counts in float16 (the repository offers fp16 files for
+        # every part, which download prefers): UNet 2.57 G parameters (5.14 GB), text_encoder
+        # 123 M (0.25 GB), text_encoder_2 695 M (1.39 GB), two VAE folders (vae, vae_1_0) of
+        # 84 M each (0.33 GB); the LCM-LoRA's 197 M float16 parameters; TAESDXL as TAESD.
+        sizes={"audio_encoder": 363_145_291, "sd": 7_110_000_000, "lcm_lora": 393_900_000,
+               "taesd": 9_800_000},
+    ),
 }
 
 
@@ -192,6 +210,13 @@ def _preset_from_table(path: Path, name: str, table: object) -> Preset:
                   lcm_lora=table.get("lcm_lora"), taesd=table.get("taesd"),
                   description=str(table.get("description", "")), sha256=hashes,
                   source=str(path))
+
+
+def missing_embedder(preset: Preset) -> UsageError:
+    """A preset that names no embedder (``sdxl``: none is published) used where one is needed."""
+    return UsageError(f"model preset {preset.name!r} has no embedder: none is published for "
+                      f"{preset.sd}; pass --embedder RUN with one trained for it "
+                      f"(`audiotoken train DATA -o RUN --model {preset.name}`)")
 
 
 def get_preset(name: str) -> Preset:

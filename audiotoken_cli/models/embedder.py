@@ -176,7 +176,7 @@ def _load_own_format(path: Path) -> LoadedEmbedder:
         raise ModelError(f"{config_path}: not an audiotoken embedder config (no format {FORMAT_NAME!r})")
     try:
         config = EmbedderConfig(**meta["sizes"])
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"{config_path}: bad or missing 'sizes' ({_first_line(error)})") from error
     try:
         state = load_file(weights)

@@ -64,3 +64,33 @@ def apply_paper_lora(unet: torch.nn.Module, path: Path) -> int:
         delta = up.float() @ down.float()  # (out, in), in float32 before rounding to the model's dtype
         linear.weight.copy_((linear.weight.float() + delta.to(linear.weight.device)).to(linear.weight.dtype))
     return len(pairs)
+
+
+def is_paper_lora(path: Path) -> bool:
+    """Whether ``path`` holds the paper's attention-processor LoRA (a pickled state dict with
+    ``….processor.to_q_lora.down.weight`` keys), as opposed to a diffusers or kohya LoRA."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return False  # the paper's file is a torch pickle; safetensors LoRAs are the others
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a readable torch file: the diffusers loader names the problem
+        return False
+    return isinstance(state, dict) and any(_KEY.match(str(key)) for key in state)
+
+
+def apply_diffusers_lora(pipe, path: Path) -> None:
+    """``--lora`` in any format but the paper's (diffusers' ``pytorch_lora_weights.safetensors``,
+    kohya's; SD 1.x/2.x or SDXL): through diffusers' ``load_lora_weights``, which knows their
+    key layouts, then fused into the weights so no step pays for it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: LoRA file not found")
+    try:
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="user")
+        pipe.fuse_lora(lora_scale=1.0)
+        pipe.unload_lora_weights()
+    except (ValueError, KeyError, IndexError, RuntimeError, OSError, TypeError) as error:
+        # diffusers raises several types for a file that is no LoRA of this model's layout
+        raise ModelError(f"{path}: could not apply this LoRA to the model "
+                         f"({str(error).strip().splitlines()[0]})") from error

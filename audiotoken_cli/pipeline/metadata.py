@@ -19,6 +19,7 @@ from audiotoken_cli.pipeline.naming import (
     pixel_settings,
 )
 from audiotoken_cli.render.diffusion import SAMPLER_NAMES
+from audiotoken_cli.render.kind import KIND_LABELS, model_kind
 
 if TYPE_CHECKING:
     from audiotoken_cli.pipeline.tokens import AudioTokenizer
@@ -41,6 +42,7 @@ class RunMetadata:
             **pixel_settings(settings, dtype),
             "device": tokenizer.device.type,
             "sd_hub": hub_id(settings.sd),
+            "sd_kind": model_kind(Path(settings.sd)).name,  # sd1 | sd2 | sdxl, from the folder
             "sd_unet_sha256": _unet_hash(Path(settings.sd)),
             "audio_encoder_hub": hub_id(settings.audio_encoder),
             "audio_encoder_sha256": cached_sha256(Path(settings.audio_encoder)),
@@ -165,6 +167,7 @@ def a1111_parameters(info: dict) -> str:
         # As in A1111, the checkpoint hash: here the sha256 of the UNet's weight file.
         "Model hash": (info["sd_unet_sha256"] or "")[:10] or None,
         "Model": Path(info["sd"]).name or info["sd"],
+        **({"Model kind": KIND_LABELS[info["sd_kind"]]} if info.get("sd_kind") else {}),
         "Audio": info["audio_file"],
         "Version": f"audiotoken-cli {info['version']}",
     }

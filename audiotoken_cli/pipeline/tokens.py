@@ -18,7 +18,7 @@ import torch
 from audiotoken_cli import __version__
 from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import EmbedSettings, Window
-from audiotoken_cli.errors import InputError
+from audiotoken_cli.errors import InputError, ModelError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
@@ -32,6 +32,10 @@ from audiotoken_cli.model import AudioTokenizer, load_model
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
+SDXL_KEYS = ("clip_l", "clip_g")
+"""An SDXL embedding's tensors, one per text encoder: ``clip_l`` for ``text_encoder`` (CLIP
+ViT-L), ``clip_g`` for ``text_encoder_2`` (OpenCLIP bigG). A1111 takes a file holding both keys
+as an SDXL embedding; ComfyUI's CLIP-L and CLIP-G tokenizers each read their own key."""
 
 NON_FINITE_AUDIO = ("the audio gives a NaN or infinite token (its samples are far outside "
                     "[-1, 1], so its features overflow)")
@@ -118,7 +122,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
         metadata = {**provenance, **audio_provenance(source.name, file_sha256(source),
                                                      settings.window)}
         try:
-            write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
+            write_atomically(target, lambda tmp, t=token, m=metadata: save_token(
+                tmp, t, m, tokenizer.encoder_dims))
         except (OSError, SafetensorError) as error:  # a full disk: this file fails, the batch goes on
             yield FileResult(source, "failed", message=_write_failure(source, target, error))
             continue
@@ -218,12 +223,25 @@ def _tokenize_batch(tokenizer: AudioTokenizer, batch: list):
             yield item.request, token, None
 
 
-def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str]) -> None:
-    """Write one token as ``emb_params``, float32, shape [1, d]: the textual-inversion layout."""
+def save_token(path: Path, token: torch.Tensor, metadata: dict[str, str],
+               encoder_dims: tuple[int, ...] = ()) -> None:
+    """Write one token in the textual-inversion layout: ``emb_params`` [1, d] for one text
+    encoder; for SDXL's two, ``clip_l`` [1, d1] and ``clip_g`` [1, d2] (``token_tensors``)."""
     from safetensors.torch import save_file
 
-    tensor = token.detach().float().cpu().reshape(1, -1).contiguous()
-    save_file({TOKEN_KEY: tensor}, str(path), metadata=metadata)
+    save_file(token_tensors(token, encoder_dims), str(path), metadata=metadata)
+
+
+def token_tensors(token: torch.Tensor, encoder_dims: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    """A token (d,) as the tensors of its file, float32 on the CPU: {emb_params: [1, d]} or,
+    when ``encoder_dims`` names two encoders, {clip_l: [1, d1], clip_g: [1, d2]}."""
+    flat = token.detach().float().cpu().reshape(-1)
+    if len(encoder_dims) <= 1:
+        return {TOKEN_KEY: flat.reshape(1, -1).contiguous()}
+    if len(encoder_dims) != len(SDXL_KEYS) or sum(encoder_dims) != flat.numel():
+        raise ModelError(f"a token of {flat.numel()} values cannot be split as {list(encoder_dims)}")
+    rows = torch.split(flat, list(encoder_dims))
+    return {key: row.reshape(1, -1).contiguous() for key, row in zip(SDXL_KEYS, rows)}
 
 
 def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
@@ -234,6 +252,8 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
         "dtype": str(tokenizer.dtype).removeprefix("torch."),
         "tool": f"audiotoken-cli {__version__}",
         "token_dim": str(tokenizer.token_dim),
+        **({"encoder_dims": ",".join(map(str, tokenizer.encoder_dims))}
+           if len(tokenizer.encoder_dims) > 1 else {}),
         "prompt": embedder.info.prompt,
         "embedder": embedder.info.source or str(embedder.path),
         # Model hashes are remembered per file (they are hundreds of MB); audio is hashed fresh.
@@ -248,7 +268,7 @@ def write_token_file(target: Path, token: torch.Tensor, tokenizer: AudioTokenize
     """The file ``embed`` writes, atomically: the token and its provenance."""
     metadata = {**_model_provenance(tokenizer),
                 **audio_provenance(audio_name, audio_sha256, window)}
-    write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
+    write_atomically(target, lambda tmp: save_token(tmp, token, metadata, tokenizer.encoder_dims))
     return target
 
 

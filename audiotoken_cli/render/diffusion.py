@@ -84,10 +84,13 @@ def check_sd_folder(model: Path) -> None:
                          "or a hub id")
     if not (model / "model_index.json").is_file():
         raise ModelError(f"{model}: not a diffusers Stable Diffusion folder (no model_index.json)")
-    for part in SD_PARTS:
+    from audiotoken_cli.render.kind import model_parts
+
+    parts = model_parts(model)
+    for part in parts:
         if not (model / part).is_dir():
             raise ModelError(f"{model}: no {part}/ folder in this Stable Diffusion folder (it "
-                             f"needs {', '.join(p + '/' for p in SD_PARTS)}); is the download "
+                             f"needs {', '.join(p + '/' for p in parts)}); is the download "
                              "complete?")
 
 
@@ -99,19 +102,26 @@ def load_pipeline(model: Path, device: torch.device, dtype: torch.dtype, *,
     ``low_vram`` keeps each sub-model on the CPU until it runs (CUDA only).
     """
     quiet_libraries()
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from audiotoken_cli.render.kind import model_kind
 
     model = Path(model)
     check_sd_folder(model)
-    extra = {} if safety_checker else {"safety_checker": None, "requires_safety_checker": False}
+    sdxl = model_kind(model).name == "sdxl"  # read from the folder's files, not its name
+    # SDXL ships no safety checker; its pipeline takes no such argument.
+    extra = {} if safety_checker or sdxl else {"safety_checker": None,
+                                               "requires_safety_checker": False}
+    pipeline_class = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(model, dtype=dtype,
-                                                       variant=weights_variant(model), **extra)
+        pipe = pipeline_class.from_pretrained(model, dtype=dtype, variant=weights_variant(model),
+                                              **extra)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(f"{model}: could not load the Stable Diffusion pipeline "
                          f"({str(error).strip().splitlines()[0]})") from error
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-        part.requires_grad_(False).eval()
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+        if part is not None:
+            part.requires_grad_(False).eval()
     pipe.set_progress_bar_config(disable=True)
     if low_vram and device.type == "cuda":
         pipe.enable_model_cpu_offload(device=device)
@@ -141,14 +151,22 @@ def tune_for_device(pipe, device: torch.device, *, compile_unet: bool = False) -
 
 def sample_pipeline(frozen):
     """A pipeline around training's frozen parts, for sample grids (no safety checker: the
-    images stay in the run folder)."""
-    from diffusers import StableDiffusionPipeline
+    images stay in the run folder); SDXL's when the prompt encoder has two text encoders."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(unet=frozen.unet, vae=frozen.vae,
-                                   text_encoder=frozen.encoder.text_encoder,
-                                   tokenizer=frozen.encoder.tokenizer,
-                                   scheduler=frozen.noise_scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    parts = getattr(frozen.encoder, "parts", None)
+    if parts is not None:
+        pipe = StableDiffusionXLPipeline(
+            vae=frozen.vae, unet=frozen.unet, scheduler=frozen.noise_scheduler,
+            text_encoder=parts[0].text_encoder, tokenizer=parts[0].tokenizer,
+            text_encoder_2=parts[1].text_encoder, tokenizer_2=parts[1].tokenizer,
+            force_zeros_for_empty_prompt=frozen.encoder.zeros_for_empty_negative)
+    else:
+        pipe = StableDiffusionPipeline(unet=frozen.unet, vae=frozen.vae,
+                                       text_encoder=frozen.encoder.text_encoder,
+                                       tokenizer=frozen.encoder.tokenizer,
+                                       scheduler=frozen.noise_scheduler, safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     use_scheduler(pipe, "dpm++")
     return pipe
@@ -242,7 +260,8 @@ def render(pipe, jobs: Sequence[ImageJob], settings: RenderSettings,
         generator=generators,
         callback_on_step_end=step_end,
     )
-    flagged = output.nsfw_content_detected or [False] * len(jobs)
+    # SDXL's output has no safety-checker field
+    flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(jobs)
     return [None if bad else image for image, bad in zip(output.images, flagged)]
 
 

@@ -5,6 +5,11 @@ input-embedding table and writes the audio token into that row. We do exactly th
 the row is filled per prompt by a forward hook on the input embeddings: one batch can then hold
 prompts for different sounds, and the result is identical to writing the row (the hook replaces
 the looked-up vectors with the very same values).
+
+SDXL has two text encoders. Its audio token is one row for each, concatenated: (B, d1 + d2).
+``DualPromptEncoder`` splices each row into its own encoder, concatenates the two encoders'
+penultimate hidden states (B, 77, d1 + d2) and takes the pooled embedding from the second encoder
+with its row in place, as diffusers' ``StableDiffusionXLPipeline.encode_prompt`` does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def check_prompt(prompt: str, placeholder: str = PLACEHOLDER) -> str:
 
 
 @dataclass
+class TextConditioning:
+    """What the UNet is conditioned on: (B, 77, D) embeddings, and SDXL's pooled (B, P)."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+
+@dataclass
 class PromptEncoder:
     """Encodes prompts with audio tokens spliced in at the placeholder.
 
@@ -39,6 +52,8 @@ class PromptEncoder:
     tokenizer: object
     text_encoder: torch.nn.Module
     placeholder: str = PLACEHOLDER
+    hidden_layer: int | None = None
+    """None: the encoder's final output (SD 1.x/2.x); -2: the penultimate layer (SDXL)."""
 
     def __post_init__(self) -> None:
         if self.placeholder not in self.tokenizer.get_vocab():
@@ -51,7 +66,22 @@ class PromptEncoder:
     def width(self) -> int:
         return self.text_encoder.get_input_embeddings().weight.shape[1]
 
-    def check_token_width(self, token_dim: int, embedder_name: str, model_name: str) -> None:
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.width,)
+
+    def check_token_width(self, token_dim: int | tuple[int, ...], embedder_name: str,
+                          model_name: str) -> None:
+        """``token_dim``: the embedder's width, or its per-encoder widths."""
+        dims = token_dim if isinstance(token_dim, tuple) else (token_dim,)
+        if dims == self.widths:
+            return
+        if len(dims) > 1:
+            raise ModelError(
+                f"{embedder_name}: the embedder makes tokens for {len(dims)} text encoders "
+                f"{list(dims)} (SDXL) but {model_name} has one, {self.width} wide; use an "
+                "embedder trained for this model")
+        token_dim = dims[0]
         if token_dim != self.width:
             raise ModelError(
                 f"{embedder_name}: the embedder makes {token_dim}-wide tokens but {model_name}'s "
@@ -91,12 +121,27 @@ class PromptEncoder:
         back to ``tokens`` when autograd is on (training); callers that only render wrap the call
         in ``torch.inference_mode()``.
         """
+        outputs = self.run(prompts, tokens)
+        if self.hidden_layer is None:
+            return outputs[0]
+        return outputs.hidden_states[self.hidden_layer]
+
+    def condition(self, prompts: list[str], tokens: torch.Tensor | None = None) -> TextConditioning:
+        return TextConditioning(self.encode(prompts, tokens))
+
+    def negative(self, prompt: str) -> TextConditioning:
+        """The negative prompt's conditioning, (1, 77, d)."""
+        return self.condition([prompt])
+
+    def run(self, prompts: list[str], tokens: torch.Tensor | None = None):
+        """The text encoder's outputs for ``prompts`` with ``tokens`` (B, d) at the placeholder."""
         ids = self.token_ids(prompts)
         if tokens is not None:
             self._check_placeholders(ids, prompts)
         device = self.text_encoder.get_input_embeddings().weight.device
+        extra = {} if self.hidden_layer is None else {"output_hidden_states": True}
         with self._spliced(ids, tokens):
-            return self.text_encoder(ids.to(device))[0]
+            return self.text_encoder(ids.to(device), **extra)
 
     def _check_placeholders(self, ids: torch.Tensor, prompts: list[str]) -> None:
         """Each prompt needs its placeholder inside the 77-token window (long prompts truncate)."""
@@ -124,3 +169,72 @@ class PromptEncoder:
             yield
         finally:
             handle.remove()
+
+
+class DualPromptEncoder:
+    """SDXL's two text encoders, each with its own placeholder row; one token (B, d1 + d2)."""
+
+    def __init__(self, first: PromptEncoder, second: PromptEncoder, *,
+                 zeros_for_empty_negative: bool = True):
+        self.parts = (first, second)
+        # SDXL base's model_index.json sets force_zeros_for_empty_prompt: an empty negative
+        # prompt is all zeros (embeddings and pooled), not the encoding of "".
+        self.zeros_for_empty_negative = zeros_for_empty_negative
+
+    @classmethod
+    def load(cls, tokenizers, text_encoders, zeros_for_empty_negative: bool = True):
+        first, second = (PromptEncoder(tok, enc, hidden_layer=-2)
+                         for tok, enc in zip(tokenizers, text_encoders))
+        return cls(first, second, zeros_for_empty_negative=zeros_for_empty_negative)
+
+    @property
+    def tokenizer(self):
+        return self.parts[0].tokenizer
+
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        return self.parts[0].text_encoder
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(part.width for part in self.parts)
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths)
+
+    def check_token_width(self, token_dim: int | tuple[int, ...], embedder_name: str,
+                          model_name: str) -> None:
+        if isinstance(token_dim, tuple) and token_dim == self.widths:
+            return
+        made = list(token_dim) if isinstance(token_dim, tuple) else token_dim
+        raise ModelError(
+            f"{embedder_name}: the embedder makes {made}-wide tokens but {model_name} is an SDXL "
+            f"with two text encoders {list(self.widths)} wide; use an embedder trained for SDXL "
+            "(`audiotoken train --sd ...`)")
+
+    def split(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, d1 + d2) → ((B, d1), (B, d2))."""
+        return torch.split(tokens, list(self.widths), dim=-1)
+
+    def class_embedding(self, name: str) -> torch.Tensor:
+        """(d1 + d2,): each encoder's mean input embedding of the class name, concatenated."""
+        return torch.cat([part.class_embedding(name) for part in self.parts])
+
+    def encode(self, prompts: list[str], tokens: torch.Tensor | None = None) -> torch.Tensor:
+        return self.condition(prompts, tokens).embeds
+
+    def condition(self, prompts: list[str], tokens: torch.Tensor | None = None) -> TextConditioning:
+        """prompts (B), tokens (B, d1 + d2) → embeds (B, 77, d1 + d2), pooled (B, P)."""
+        rows = self.split(tokens) if tokens is not None else (None, None)
+        first = self.parts[0].encode(prompts, rows[0])
+        outputs = self.parts[1].run(prompts, rows[1])
+        second = outputs.hidden_states[-2]
+        embeds = torch.cat([first, second.to(first.device)], dim=-1)
+        return TextConditioning(embeds, outputs[0].to(first.device))  # outputs[0]: text_embeds
+
+    def negative(self, prompt: str) -> TextConditioning:
+        if prompt == "" and self.zeros_for_empty_negative:
+            made = self.condition([""])
+            return TextConditioning(torch.zeros_like(made.embeds), torch.zeros_like(made.pooled))
+        return self.condition([prompt])

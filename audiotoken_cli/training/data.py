@@ -29,7 +29,7 @@ from audiotoken_cli.training.frames import (
     _picture_stream,
     _read_image,
     _reason,
-    fit_and_crop,
+    fit_and_crop_with_geometry,
     read_frame,
     to_pixels,
 )
@@ -316,14 +316,17 @@ class TrainingData(torch.utils.data.Dataset):
         """One example, its randomness from ``rng`` only.
 
         Returns {'waveform': (S,) float32 at 16 kHz with S = audio_seconds × 16000,
-        'pixels': (3, H, W) float32 in [-1, 1], 'label': str | None, 'index': int,
+        'pixels': (3, H, W) float32 in [-1, 1], 'geometry': (4,) int64 (original height and
+        width, crop top and left; see ``frame_and_geometry``), 'label': str | None, 'index': int,
         'start': window start in seconds, 'frame_time': seconds (equal to start for images)}.
         """
         start = self._window_start(index, rng)
         frame_time = self._frame_time(index, start, rng)
+        pixels, geometry = self.frame_and_geometry(index, frame_time)
         return {
             "waveform": self.waveform_at(index, start),
-            "pixels": self.frame_at(index, frame_time),
+            "pixels": pixels,
+            "geometry": geometry,
             "label": self.samples[index].label,
             "index": index,
             "start": start,
@@ -345,12 +348,18 @@ class TrainingData(torch.utils.data.Dataset):
     def frame_at(self, index: int, time: float) -> torch.Tensor:
         """The picture at ``time`` seconds (the image, for audio+image pairs), resized and
         center-cropped to the settings' size: (3, H, W) float32 in [-1, 1], RGB."""
+        return self.frame_and_geometry(index, time)[0]
+
+    def frame_and_geometry(self, index: int, time: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``frame_at``'s pixels and the picture's (original height, original width, crop top,
+        crop left) as a (4,) int64 tensor: SDXL's size and crop conditioning."""
         sample = self.samples[index]
         if sample.image is not None:
             picture = _read_image(sample.image)
         else:
             picture = read_frame(sample.audio, time)
-        return to_pixels(fit_and_crop(picture, self.settings.size))
+        cropped, geometry = fit_and_crop_with_geometry(picture, self.settings.size)
+        return to_pixels(cropped), torch.tensor(geometry, dtype=torch.int64)
 
     def _window_start(self, index: int, rng: np.random.Generator) -> float:
         """Uniform over the starts that keep the window inside the first clip_seconds of the

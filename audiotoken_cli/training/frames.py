@@ -65,15 +65,23 @@ def _read_image(path: Path):
 
 def fit_and_crop(picture, size: tuple[int, int]):
     """Resize (bicubic) so the picture covers ``size`` = (width, height), then crop the middle."""
+    return fit_and_crop_with_geometry(picture, size)[0]
+
+
+def fit_and_crop_with_geometry(picture, size: tuple[int, int]):
+    """``fit_and_crop``, plus where the picture came from: (original height, original width,
+    crop top, crop left), the numbers SDXL is conditioned on besides the target size (the crop
+    corner in the resized picture's pixels, as SDXL's own training script records it)."""
     from PIL import Image
 
     width, height = size
+    original = (picture.height, picture.width)
     scale = max(width / picture.width, height / picture.height)
     scaled = (max(width, round(picture.width * scale)), max(height, round(picture.height * scale)))
     picture = picture.resize(scaled, resample=Image.Resampling.BICUBIC)
     left = (scaled[0] - width) // 2
     top = (scaled[1] - height) // 2
-    return picture.crop((left, top, left + width, top + height))
+    return picture.crop((left, top, left + width, top + height)), (*original, top, left)
 
 
 def to_pixels(picture) -> torch.Tensor:

@@ -55,6 +55,7 @@ from audiotoken_cli.training.examples import (
     pick_examples,
     step_rng,
 )
+from audiotoken_cli.training.conditioning import park_vae, predict, with_model_size
 from audiotoken_cli.training.labels import describe_labels, label_counts
 from audiotoken_cli.training.pictures import loss_curve
 from audiotoken_cli.training.scores import (
@@ -91,12 +92,13 @@ class TrainEvents:
 
 def training_loss(tokens: torch.Tensor, latents: torch.Tensor, labels: list,
                   frozen: Frozen, settings: TrainSettings, generator: torch.Generator,
-                  dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                  dtype: torch.dtype, geometry: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The paper's objective for one batch; returns every term and their weighted sum.
 
     tokens (B, d); latents (B, 4, h, w). ε-prediction MSE (velocity for v-prediction models),
     plus 0.01·mean|token|, plus the optional class term
     ``w · (1 − cos(token, mean embedding of the class name's word pieces))²``.
+    geometry (B, 4): each frame's original size and crop, SDXL's added conditioning.
     """
     scheduler = frozen.noise_scheduler
     noise = torch.randn(latents.shape, generator=generator).to(latents.device)
@@ -108,8 +110,8 @@ def training_loss(tokens: torch.Tensor, latents: torch.Tensor, labels: list,
     else:
         target = noise
     prompts = [settings.prompt] * tokens.shape[0]
-    text = frozen.encoder.encode(prompts, tokens.to(dtype))  # (B, 77, d), grads reach tokens
-    prediction = frozen.unet(noisy.to(dtype), timesteps, text).sample
+    # (B, 77, d) text with the tokens spliced in (grads reach them), and SDXL's pooled + sizes
+    prediction = predict(frozen, noisy, timesteps, prompts, tokens, geometry, settings.size, dtype)
     mse = F.mse_loss(prediction.float(), target.float())
     l1 = tokens.abs().mean()
     terms = {"mse": mse, "l1": l1}
@@ -151,19 +153,22 @@ def make_optimizer(embedder: AudioEmbedder, settings: TrainSettings, world: int)
 # The loop
 
 
-def new_embedder(settings: TrainSettings, feature_dim: int, token_dim: int,
+def new_embedder(settings: TrainSettings, feature_dim: int, token_dim: int | tuple[int, ...],
                  device: torch.device) -> tuple[AudioEmbedder, str]:
-    """A fresh embedder, or ``--init``'s weights to fine-tune."""
+    """A fresh embedder, or ``--init``'s weights to fine-tune. ``token_dim``: the text width, or
+    one width per text encoder (SDXL: a row for each, concatenated)."""
+    dims = token_dim if isinstance(token_dim, tuple) else (token_dim,)
     if settings.init is None:
         torch.manual_seed(settings.seed)
-        config = EmbedderConfig(input_dim=feature_dim, hidden_dim=feature_dim, token_dim=token_dim)
+        config = EmbedderConfig(input_dim=feature_dim, hidden_dim=feature_dim,
+                                token_dim=sum(dims), encoder_dims=dims)
         return AudioEmbedder(config).to(device), "trained from scratch"
     loaded: LoadedEmbedder = load_embedder_fast(settings.init, device=device)
     config = loaded.model.config
-    if (config.input_dim, config.token_dim) != (feature_dim, token_dim):
-        raise ModelError(f"{settings.init}: --init embedder is {config.input_dim}→"
-                         f"{config.token_dim} but this audio encoder and model need "
-                         f"{feature_dim}→{token_dim}")
+    if (config.input_dim, config.encoder_dims) != (feature_dim, dims):
+        made = "+".join(map(str, config.encoder_dims))
+        raise ModelError(f"{settings.init}: --init embedder is {config.input_dim}→{made} but "
+                         f"this audio encoder and model need {feature_dim}→{'+'.join(map(str, dims))}")
     loaded.model.requires_grad_(True)
     return loaded.model, f"fine-tuned from {settings.init}"
 
@@ -171,6 +176,7 @@ def new_embedder(settings: TrainSettings, feature_dim: int, token_dim: int,
 def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     """Train, writing the run folder; returns it. Raises AudioTokenError for user problems."""
     events = events or TrainEvents()
+    settings = with_model_size(settings)  # no --resolution/--size: the model's own size
     device = resolve_device(settings.runtime.device)
     world = init_distributed(device)
     if world.world > 1 and device.type == "cuda":
@@ -198,7 +204,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
     events.on_note("loading the models")
     frozen = load_frozen(settings, device, compute_dtype)
     feature_dim = frozen.beats.cfg.output_dim
-    embedder, origin = new_embedder(settings, feature_dim, frozen.encoder.width, device)
+    embedder, origin = new_embedder(settings, feature_dim, frozen.encoder.widths, device)
     embedder.train()
     optimizer, schedule = make_optimizer(embedder, settings, world.world)
 
@@ -222,6 +228,7 @@ def train(settings: TrainSettings, events: TrainEvents | None = None) -> Path:
                                    lambda done, total: events.on_note(
                                        f"cache: {done}/{total} clips") if done == total else None)
         source.cache = cache
+        park_vae(frozen)  # every latent is cached: the VAE waits on the CPU until a sample grid
     info = EmbedderInfo(audio_encoder=str(settings.audio_encoder), prompt=settings.prompt,
                         source=f"audiotoken train {run.name} ({origin})",
                         extra={"sd": str(settings.sd), "training": record})
@@ -294,7 +301,7 @@ def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, wor
     for micro in range(settings.grad_accum):
         pairs = pick_examples(settings.seed, step * settings.grad_accum + micro, world.rank,
                               settings.batch_size, clips, settings.windows_per_clip)
-        features, latents, labels = source.batch(pairs)
+        features, latents, labels, geometry = source.batch_with_geometry(pairs)
         draw_seed = int(step_rng(settings.seed, step * settings.grad_accum + micro, world.rank)
                         .integers(2**62))
         generator = torch.Generator().manual_seed(draw_seed)
@@ -303,7 +310,7 @@ def _one_step(step, embedder, optimizer, schedule, source, frozen, settings, wor
         with _autocast(device, autocast_dtype):
             tokens = embedder(features)
             terms = training_loss(tokens, latents, labels, frozen, settings, generator,
-                                  compute_dtype)
+                                  compute_dtype, geometry)
         (terms["loss"] / settings.grad_accum).backward()
         for name, value in terms.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach()) / settings.grad_accum

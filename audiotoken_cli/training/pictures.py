@@ -32,21 +32,25 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
         sample_pipeline,
     )
 
+    from audiotoken_cli.training.conditioning import vae_on
+
     data = TrainingData(samples, data_settings, settings.seed)
     was_training = embedder.training
     embedder.eval()
-    pipe = sample_pipeline(frozen)
-    negative = frozen.encoder.encode([""])[0]
-    jobs = []
+    conditions = []
     for i in range(len(samples)):
         waveform = data.draw(i, slot_rng(settings.seed, i, 0))["waveform"]
         fbank = beats_fbank(waveform[None].to(device))
         token = embedder(frozen.beats(fbank.to(dtype)).float())
-        prompt = frozen.encoder.encode([settings.prompt], token.to(dtype))[0]
-        jobs.append(ImageJob(prompt, negative, settings.seed + i))
+        conditions.append(frozen.encoder.condition([settings.prompt], token.to(dtype)))
+    seeds = [settings.seed + i for i in range(len(samples))]
     width, height = settings.size
-    images = render(pipe, jobs, RenderSettings(steps=settings.sample_steps, width=width,
-                                               height=height, scheduler="dpm++"))
+    negative = frozen.encoder.negative("")  # SDXL: pooled too (zeros, as the model says)
+    jobs = [ImageJob(c.embeds[0], negative.embeds[0], seed, _first(c.pooled),
+                     _first(negative.pooled)) for c, seed in zip(conditions, seeds)]
+    with vae_on(frozen, device):
+        images = render(sample_pipeline(frozen), jobs, RenderSettings(
+            steps=settings.sample_steps, width=width, height=height, scheduler="dpm++"))
     embedder.train(was_training)
     # Each tile is captioned with its clip, so a grid of training clips is not taken for
     # held-out ones and a picture can be traced to its sound.
@@ -59,6 +63,10 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
     target = run / "samples" / f"step-{step}.png"
     write_atomically(target, lambda tmp: grid.save(tmp, format="PNG"))
     return images
+
+
+def _first(rows: torch.Tensor | None) -> torch.Tensor | None:
+    return None if rows is None else rows[0]
 
 
 def draw_captions(grid, names: list[str], width: int, height: int) -> None:
