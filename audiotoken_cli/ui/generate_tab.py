@@ -113,6 +113,7 @@ def build(folders: ServerFolders, models: SharedModels) -> Settings:
                              fast, progress=progress)
 
     go.click(run, inputs=[upload, record, *settings.inputs()], outputs=[gallery, status],
+             api_name="generate",
              concurrency_id="unet", concurrency_limit=1)
     def chosen(event: gr.SelectData):
         return event.index
