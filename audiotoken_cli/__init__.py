@@ -5,6 +5,7 @@
     model = audiotoken.load()                         # presets, cache and checks as the CLI
     token = model.embed("dog.wav")                    # (d,) float32
     images = model.generate("dog.wav", n=4, seed=7)   # PIL images with their settings
+    audiotoken.probe("dog.wav").duration              # seconds, from the header, no decoding
 
 The names in ``__all__`` are the public API; everything else is private and may change. Heavy
 libraries load on first use, so ``import audiotoken_cli`` and ``audiotoken --help`` stay instant.
@@ -18,15 +19,18 @@ __all__ = [
     "AudioToken",
     "AudioTokenError",
     "InputError",
+    "MediaInfo",
     "ModelError",
     "UsageError",
     "__version__",
     "load",
+    "probe",
     "save_image",
     "train",
 ]
 
 _FROM_API = {"AudioToken", "load", "save_image", "train"}
+_FROM_MEDIA = {"MediaInfo", "probe"}
 
 
 def __getattr__(name: str):
@@ -35,8 +39,12 @@ def __getattr__(name: str):
         from audiotoken_cli import api
 
         return getattr(api, name)
+    if name in _FROM_MEDIA:  # PyAV loads on the first probe, not here
+        from audiotoken_cli.audio import media
+
+        return getattr(media, name)
     raise AttributeError(f"module 'audiotoken_cli' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _FROM_API)
+    return sorted(set(globals()) | _FROM_API | _FROM_MEDIA)

@@ -96,3 +96,13 @@ def write_image(path: Path, size: tuple[int, int] = (64, 48), color: Color = BLU
         pixels[:, width // 4: width - width // 4] = middle
     Image.fromarray(pixels).save(path)
     return Path(path)
+
+
+def write_live_webm(path: Path, seconds: float, rate: int = 48000) -> Path:
+    """Opus audio in a WebM written as a live stream, the way a browser's MediaRecorder writes
+    one: no duration in the header (neither the file's nor the track's), no cues."""
+    path = Path(path)
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as container:
+        sound = container.add_stream("libopus", rate=rate, layout="mono")
+        _encode_mono(container, sound, tone(seconds, rate=rate, freq=RED_HZ)[0], rate)
+    return path

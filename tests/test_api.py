@@ -149,6 +149,7 @@ PUBLIC = {
             "sd: 'str | None' = None, audio_encoder: 'str | None' = None, embedder: 'str | None' = "
             "None, lora: 'str | None' = None, images: 'bool' = True, safety_checker: 'bool' = True, "
             "low_vram: 'bool' = False, offline: 'bool' = False, quiet: 'bool' = True) -> 'AudioToken'",
+    "probe": "(path: 'str | Path', *, timeout: 'float | None' = None) -> 'MediaInfo'",
     "save_image": "(image, path: 'str | os.PathLike') -> 'None'",
     "train": "(data: 'str | os.PathLike', output: 'str | os.PathLike', *, model: 'str' = "
              "'vggsound', sd: 'str | None' = None, audio_encoder: 'str | None' = None, init: "
@@ -167,8 +168,8 @@ METHODS = {
 
 def test_the_public_api_is_pinned():
     assert sorted(audiotoken.__all__) == sorted(
-        ["AudioToken", "AudioTokenError", "InputError", "ModelError", "UsageError", "__version__",
-         "load", "save_image", "train"])
+        ["AudioToken", "AudioTokenError", "InputError", "MediaInfo", "ModelError", "UsageError",
+         "__version__", "load", "probe", "save_image", "train"])
     for name, signature in PUBLIC.items():
         assert str(inspect.signature(getattr(audiotoken, name))) == signature, name
         assert getattr(audiotoken, name).__doc__, name

@@ -123,6 +123,21 @@ def open_media(path: Path):
     return av.open(str(path), metadata_errors="replace")
 
 
+def open_input(path: Path):
+    """``open_media`` for a path the caller has checked, with FFmpeg's and the file system's
+    failures turned into one-line ``InputError``s naming the file."""
+    import av
+
+    try:
+        return open_media(path)
+    except av.error.FFmpegError as error:
+        raise InputError(f"{path}: not an audio or video file FFmpeg can read") from error
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({_os_reason(error)})") from error
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path}: unreadable container ({error})") from error
+
+
 def _os_reason(error: OSError) -> str:
     if error.errno == errno.EACCES:
         return "permission denied"
@@ -134,15 +149,7 @@ def _decode_span(path: Path, start: float, wanted: int) -> list[np.ndarray]:
     (the file ended first); the caller loops them."""
     import av
 
-    try:
-        container = open_media(path)
-    except av.error.FFmpegError as error:
-        raise InputError(f"{path}: not an audio or video file FFmpeg can read") from error
-    except OSError as error:
-        raise InputError(f"{path}: cannot be read ({_os_reason(error)})") from error
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path}: unreadable container ({error})") from error
-    with container:
+    with open_input(path) as container:
         if not container.streams.audio:
             raise InputError(f"{path}: has no audio track")
         stream = container.streams.audio[0]

@@ -18,7 +18,6 @@ import torch
 
 from audiotoken_cli.audio.fbank import kaldi_fbank
 from audiotoken_cli.config import SAMPLE_RATE, Window
-from audiotoken_cli.errors import InputError
 
 FRAMES_PER_SECOND = 100  # the fbank's 10 ms hop
 MEL_BINS = 64
@@ -58,23 +57,27 @@ def interval_weights(waveform: torch.Tensor, length: float, offsets: Sequence[fl
 
 def reactive_weights(source: Path, duration: float, times: Sequence[float], fps: int) -> np.ndarray:
     """Every frame's weight (frame i shows time i/fps), interval by interval. Each interval's
-    audio is decoded on its own (``load_window`` seeks), so memory does not grow with the file;
-    a silent interval falls back to even spacing."""
-    from audiotoken_cli.audio.decode import load_window
+    audio is decoded on its own, in the decoder worker (the decoder seeks, so memory does not
+    grow with the file); a silent or undecodable interval falls back to even spacing."""
+    from audiotoken_cli.audio.worker import decode_each
     from audiotoken_cli.pipeline.keyframes import frame_count
 
     count = frame_count(duration, fps)
     moments = np.arange(count) / fps
     weights = np.zeros(count)
+    intervals = {}  # window → (frames inside it, their offsets from its start)
     for k in range(len(times) - 1):
         begin, end = times[k], times[k + 1]
         inside = np.nonzero((moments >= begin - 1e-9) & (moments < end - 1e-9))[0]
-        if inside.size == 0:
-            continue
-        offsets = moments[inside] - begin
-        try:
-            waveform = load_window(source, Window(start=begin, duration=end - begin))
-            weights[inside] = interval_weights(waveform, end - begin, offsets)
-        except (InputError, ValueError):  # silence, or too short for one fbank frame
-            weights[inside] = offsets / (end - begin)
+        if inside.size:
+            intervals[Window(start=begin, duration=end - begin)] = (inside, moments[inside] - begin)
+    for (_source, window), result in decode_each((source, window) for window in intervals):
+        inside, offsets = intervals[window]
+        weights[inside] = offsets / window.duration  # silence, or too short for one fbank frame
+        if isinstance(result, np.ndarray):
+            try:
+                weights[inside] = interval_weights(torch.from_numpy(result), window.duration,
+                                                   offsets)
+            except ValueError:
+                pass
     return weights

@@ -4,38 +4,51 @@ FFmpeg is C: a hostile file can crash it (a segfault kills the whole process) or
 files are decoded in a worker process under a watchdog. A file whose decoder dies or overruns the
 time limit gets an error of its own, the worker is restarted, and the stream goes on.
 
-The worker is a fresh interpreter (``python -m audiotoken_cli.audio.worker``, fork then exec at
-once), never a plain fork: the caller usually holds torch threads, and forking a process with
-threads can deadlock the child. multiprocessing's "spawn" and "forkserver" would re-import the
-caller's ``__main__`` in every worker, which is slow and can fail. The worker imports PyAV and
-numpy only, and sends numpy arrays back over its stdout pipe.
+The worker is a fresh interpreter (``python -m audiotoken_cli.audio.worker_process``, fork then
+exec at once), never a plain fork: the caller usually holds torch threads, and forking a process
+with threads can deadlock the child. multiprocessing's "spawn" and "forkserver" would re-import
+the caller's ``__main__`` in every worker, which is slow and can fail. Requests and answers are
+small messages over its stdin and stdout; decoded windows come back through a shared file in
+memory (a memfd), one copy each way, instead of a 640 KB pickle through the pipe.
+
+Starting the interpreter and importing PyAV and numpy takes a fifth to half a second. A caller
+that is about to load models calls ``prestart()`` first: the worker then starts while the models
+load, and the stream that follows (and every later one in the process) uses it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from audiotoken_cli.audio.worker_process import TEST_FAULT_VARIABLE
 from audiotoken_cli.config import Window
 from audiotoken_cli.errors import AudioTokenError, InputError
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "TEST_FAULT_VARIABLE", "decode_arrays", "decode_each",
+           "decode_windows", "prestart", "probe_each", "stop_prestarted"]
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 """How long one file may take to decode before it is reported and skipped."""
 
-TEST_FAULT_VARIABLE = "AUDIOTOKEN_TEST_DECODER_FAULT"
-"""TEST-ONLY hook: "crash:<substring>" or "hang:<substring>" makes the worker kill itself with
-SIGSEGV, or sleep for ever, on a file whose path contains <substring>. It lets the tests prove
-that the watchdog survives a real crash and a real hang. Users have no reason to set it."""
+
+class _Job(NamedTuple):
+    """One request: a window of ``path`` to decode, or (window None) its ``MediaInfo``."""
+
+    path: Path
+    window: Window | None
 
 
 def decode_windows(sources: Iterable[Path], window: Window, *, lookahead: int = 4,
@@ -57,20 +70,47 @@ def decode_arrays(sources: Iterable[Path], window: Window, *, lookahead: int = 4
                   timeout: float = DEFAULT_TIMEOUT_SECONDS
                   ) -> Iterator[tuple[Path, np.ndarray | AudioTokenError]]:
     """``decode_windows`` with numpy arrays: what the worker sends, without importing torch."""
-    pending: deque[Path] = deque()
-    source_iter = iter(sources)
-    worker = _Worker(window)
+    jobs = (_Job(Path(source), window) for source in sources)
+    for job, result in _stream(jobs, lookahead, timeout):
+        yield job.path, result
+
+
+def decode_each(windows: Iterable[tuple[Path, Window]], *, lookahead: int = 4,
+                timeout: float = DEFAULT_TIMEOUT_SECONDS
+                ) -> Iterator[tuple[tuple[Path, Window], np.ndarray | AudioTokenError]]:
+    """``decode_arrays`` with a window of its own per request (a video's keyframes, the onset
+    intervals): ``((path, window), array (S,) or error)`` in order."""
+    jobs = (_Job(Path(path), window) for path, window in windows)
+    for job, result in _stream(jobs, lookahead, timeout):
+        yield (job.path, job.window), result
+
+
+def probe_each(sources: Iterable[Path], *, lookahead: int = 4,
+               timeout: float = DEFAULT_TIMEOUT_SECONDS):
+    """``(source, MediaInfo or error)`` per source, in order, read in the worker
+    (see ``audio.media.probe``)."""
+    jobs = (_Job(Path(source), None) for source in sources)
+    for job, result in _stream(jobs, lookahead, timeout):
+        yield job.path, result
+
+
+def _stream(jobs: Iterable[_Job], lookahead: int, timeout: float):
+    pending: deque[_Job] = deque()
+    job_iter = iter(jobs)
+    worker = _take_worker()
+    finished = False
     try:
         exhausted = False
         while True:
             while not exhausted and len(pending) < max(1, lookahead):
-                source = next(source_iter, None)
-                if source is None:
+                job = next(job_iter, None)
+                if job is None:
                     exhausted = True
                     break
-                pending.append(source)
-                worker.submit(source)
+                pending.append(job)
+                worker.submit(job)
             if not pending:
+                finished = True
                 return
             head = pending.popleft()
             result = worker.result_for(head, timeout)
@@ -84,47 +124,75 @@ def decode_arrays(sources: Iterable[Path], window: Window, *, lookahead: int = 4
             if worker.needs_restart:
                 worker.restart()
             if replaced:
-                for source in pending:  # the new worker has none of them
-                    worker.submit(source)
+                for job in pending:  # the new worker has none of them
+                    worker.submit(job)
             yield head, result
     finally:
-        worker.stop()
+        _give_back(worker, finished)
 
 
 class _Worker:
-    """One decoder process, its pipe, and what the parent knows of its progress."""
+    """One decoder process, its pipes, its results file, and what the parent knows of it."""
 
-    def __init__(self, window: Window):
-        self.window = window
+    def __init__(self):
         self.needs_restart = False
         self.crashed = False
         self._start()
 
     def _start(self) -> None:
+        self.results_fd = _results_file()
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "audiotoken_cli.audio.worker",
-             repr(self.window.start), repr(self.window.duration)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            [sys.executable, "-m", "audiotoken_cli.audio.worker_process", str(self.results_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, pass_fds=(self.results_fd,))
         self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
+        self.owner = os.getpid()  # a forked child must not talk to its parent's worker
+        self.fault = os.environ.get(TEST_FAULT_VARIABLE, "")
+        self.in_flight: deque[tuple[int, int] | None] = deque()  # (offset, samples) per job
         self.started_at: float | None = None
         self.last_message = time.monotonic()
         self.needs_restart = False
         self.crashed = False
 
-    def submit(self, source: Path) -> None:
+    def usable(self) -> bool:
+        """Alive, idle, this process's, and started under the current test-fault setting."""
+        return (self.owner == os.getpid() and self.process.poll() is None
+                and not self.needs_restart and not self.in_flight
+                and self.fault == os.environ.get(TEST_FAULT_VARIABLE, ""))
+
+    def submit(self, job: _Job) -> None:
+        if not self.in_flight:  # the watchdog times from here, not from an idle spell
+            self.last_message = time.monotonic()
+        if job.window is None:
+            self.in_flight.append(None)
+            request: tuple = ("probe", str(job.path))
+        else:
+            samples = job.window.num_samples
+            offset = self._free_offset(samples * 4)
+            self.in_flight.append((offset, samples))
+            request = ("window", str(job.path), job.window.start, job.window.duration, offset)
         try:
-            self.requests.send(str(source))
+            self.requests.send(request)
         except (BrokenPipeError, ConnectionError, OSError):
             pass  # the worker is dead; result_for notices and reports it
 
-    def result_for(self, source: Path, timeout: float) -> np.ndarray | AudioTokenError:
-        """Wait for the worker's answer about ``source`` (the oldest file it holds)."""
+    def _free_offset(self, size: int) -> int:
+        """First place in the results file clear of every window still in flight (at most
+        ``lookahead`` of them), so the file stays about that many windows long."""
+        taken = sorted((offset, offset + count * 4) for offset, count in
+                       filter(None, self.in_flight))
+        for candidate in [0] + [end for _, end in taken]:
+            if all(candidate + size <= begin or candidate >= end for begin, end in taken):
+                return candidate
+        raise AssertionError("the end of the last window is always free")
+
+    def result_for(self, job: _Job, timeout: float):
+        """Wait for the worker's answer about ``job`` (the oldest one it holds)."""
         while True:
             deadline = (self.started_at if self.started_at is not None
                         else self.last_message) + timeout
@@ -133,13 +201,13 @@ class _Worker:
                 ready = self.conn.poll(min(wait, 0.5))
                 message = self.conn.recv() if ready else None
             except (EOFError, ConnectionError, OSError):
-                return self._crashed(source)
+                return self._crashed(job.path)
             if message is None:
                 if self.process.poll() is not None:
-                    return self._crashed(source)
+                    return self._crashed(job.path)
                 if time.monotonic() >= deadline:
                     self.needs_restart = True
-                    return InputError(f"{source}: decoding took longer than {timeout:g} s; "
+                    return InputError(f"{job.path}: decoding took longer than {timeout:g} s; "
                                       "skipped")
                 continue
             self.last_message = time.monotonic()
@@ -148,9 +216,21 @@ class _Worker:
                 self.started_at = payload
                 continue
             self.started_at = None
+            slot = self.in_flight.popleft()
             if kind == "ok":
+                return self._read_window(job, slot, payload)
+            if kind == "info":
                 return payload
             return InputError(payload)
+
+    def _read_window(self, job: _Job, slot: tuple[int, int], samples: int):
+        offset, expected = slot
+        if samples != expected:
+            return InputError(f"{job.path}: the decoder returned {samples} samples, not "
+                              f"{expected}; skipped")
+        window = np.empty(expected, dtype=np.float32)
+        _read_at(self.results_fd, memoryview(window).cast("B"), offset)
+        return window
 
     def _crashed(self, source: Path) -> InputError:
         try:
@@ -181,94 +261,82 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.results_fd >= 0:
+            os.close(self.results_fd)
+            self.results_fd = -1
 
 
-def _serve(requests: Connection, conn: Connection, window: Window) -> None:
-    """The worker: decode each path it is sent, in order, and send back the array or the error.
+def _results_file() -> int:
+    """A file in memory for decoded windows: a memfd on Linux, an unlinked temporary file
+    elsewhere (both are shared by fd and freed when the last holder closes them)."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("audiotoken-windows", os.MFD_CLOEXEC)
+    with tempfile.TemporaryFile() as handle:
+        return os.dup(handle.fileno())
 
-    A sender thread writes answers while the main thread decodes the next file, so the worker
-    can run ``lookahead`` files ahead of a slow consumer.
+
+def _read_at(fd: int, buffer: memoryview, offset: int) -> None:
+    while buffer:
+        count = os.preadv(fd, [buffer], offset)
+        if count <= 0:
+            raise InputError("the decoder's results file ended early")  # cannot happen
+        buffer, offset = buffer[count:], offset + count
+
+
+# A worker started ahead of need (``prestart``): the next stream takes it, and gives it back
+# when it ends cleanly, so every later stream and probe in this process finds it running.
+_prestarted: _Worker | None = None
+_prestarted_lock = threading.Lock()
+
+
+def prestart() -> None:
+    """Start the decoder worker now, in the background, for the next stream in this process.
+
+    Call it before loading models: the interpreter start and PyAV import (a fifth to half a
+    second) then overlap the load instead of delaying the first file. The worker stays for
+    later streams and probes until ``stop_prestarted()`` or the end of the process. Each file
+    is still decoded in that separate process under the same watchdog; a crash or a hang
+    replaces it exactly as in a stream that started its own.
     """
-    import queue
-
-    from audiotoken_cli.audio.decode import decode_window
-
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    answers: queue.Queue = queue.Queue()
-    sender = threading.Thread(target=_send_answers, args=(conn, answers), daemon=True)
-    sender.start()
-    fault = os.environ.get(TEST_FAULT_VARIABLE, "")
-    while True:
-        try:
-            path = requests.recv()
-        except (EOFError, OSError):
-            break
-        if path is None:
-            break
-        answers.put(("started", time.monotonic()))
-        _test_fault(fault, path)
-        answers.put(_decode_one(decode_window, path, window))
-    answers.put(None)
-    sender.join(timeout=1)
-
-
-def _decode_one(decode_window, path: str, window: Window) -> tuple[str, object]:
-    try:
-        return "ok", decode_window(path, window)
-    except AudioTokenError as error:
-        return "error", str(error)
-    except Exception as error:  # noqa: BLE001 - a decoder bug must not end the batch
-        # PyAV raises assorted exceptions on broken input; say which, but keep going.
-        return "error", f"{path}: cannot decode ({type(error).__name__}: {error})"
-
-
-def _send_answers(conn, answers) -> None:
-    while (answer := answers.get()) is not None:
-        try:
-            conn.send(answer)
-        except (BrokenPipeError, ConnectionError, OSError):
+    global _prestarted
+    with _prestarted_lock:
+        if _prestarted is not None and _prestarted.usable():
             return
+        stale, _prestarted = _prestarted, _Worker()
+    if stale is not None and stale.owner == os.getpid():
+        stale.stop()
 
 
-def _test_fault(fault: str, path: str) -> None:
-    """The TEST-ONLY hook described at ``TEST_FAULT_VARIABLE``."""
-    kind, _, needle = fault.partition(":")
-    if not needle or needle not in path:
-        return
-    if kind == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif kind == "hang":
-        while True:
-            time.sleep(3600)
+def stop_prestarted() -> None:
+    """End the worker ``prestart`` started, if any (it also ends with this process)."""
+    global _prestarted
+    with _prestarted_lock:
+        worker, _prestarted = _prestarted, None
+    if worker is not None and worker.owner == os.getpid():
+        worker.stop()
 
 
-def _die_with_parent() -> None:
-    """End this worker soon after its parent dies, even by SIGKILL, even while FFmpeg hangs.
-
-    A closed stdin ends a worker that is waiting; this thread covers one stuck in a decoder.
-    (PR_SET_PDEATHSIG would fire when the parent *thread* that started us exits, and the
-    streaming pipeline consumes this generator from a thread of its own.)
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+def _take_worker() -> _Worker:
+    global _prestarted
+    with _prestarted_lock:
+        worker, _prestarted = _prestarted, None
+    if worker is not None and worker.usable():
+        worker.kept = True
+        return worker
+    if worker is not None and worker.owner == os.getpid():
+        worker.stop()
+    return _Worker()
 
 
-def _main(argv: list[str]) -> None:
-    """Worker entry point: requests on stdin, answers on the original stdout. Anything else
-    that writes to stdout (a stray print, a library's log) is sent to stderr instead, so it
-    cannot corrupt the answers."""
-    answers_fd = os.dup(1)
-    os.dup2(2, 1)
-    window = Window(float(argv[0]), float(argv[1]))
-    _serve(Connection(0, writable=False), Connection(answers_fd, readable=False), window)
+def _give_back(worker: _Worker, finished: bool) -> None:
+    """A kept worker that finished its stream cleanly waits for the next; any other stops."""
+    global _prestarted
+    if finished and getattr(worker, "kept", False) and worker.usable():
+        with _prestarted_lock:
+            if _prestarted is None:
+                _prestarted = worker
+                return
+    worker.stop()
 
 
-if __name__ == "__main__":
-    _main(sys.argv[1:])
+atexit.register(stop_prestarted)

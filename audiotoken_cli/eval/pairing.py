@@ -123,15 +123,7 @@ def read_real_picture(path: Path):
 
 
 def video_duration(path: Path) -> float:
-    import av
+    """Seconds of the picture stream (0.0 without one), from ``audio.media.probe``."""
+    from audiotoken_cli.audio.media import probe
 
-    try:
-        with av.open(str(path)) as container:
-            stream = next((s for s in container.streams.video), None)
-            if stream is not None and stream.duration is not None and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / 1_000_000
-    except av.error.FFmpegError as error:
-        raise InputError(f"{path}: cannot open the video ({error})") from error
-    return 0.0
+    return probe(path).video_duration

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiotoken_cli.config import SAMPLE_RATE, Window
+from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError
 
 TIME_DECIMALS = 3
@@ -116,24 +116,11 @@ def chunks(plans: list[FramePlan]) -> list[list[FramePlan]]:
 
 
 def media_duration(path: Path) -> float:
-    """The audio track's duration in seconds, from the container's header when it has one, else
-    by decoding the track through (memory stays flat: frames are counted, not kept)."""
-    import av
+    """The audio track's duration in seconds (``audio.media.probe``: the header, else the
+    packets; read in the decoder worker)."""
+    from audiotoken_cli.audio.media import probe
 
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as error:
-        raise InputError(f"{path}: not an audio or video file FFmpeg can read") from error
-    with container:
-        if not container.streams.audio:
-            raise InputError(f"{path}: has no audio track")
-        stream = container.streams.audio[0]
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        if container.duration is not None:
-            return container.duration / 1_000_000  # AV_TIME_BASE
-        samples = 0
-        rate = stream.rate or SAMPLE_RATE
-        for frame in container.decode(stream):
-            samples += frame.samples
-        return samples / rate
+    info = probe(path)
+    if not info.has_audio:
+        raise InputError(f"{path}: has no audio track")
+    return info.duration

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from audiotoken_cli.audio.decode import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_window
-from audiotoken_cli.config import SAMPLE_RATE, Window
+from audiotoken_cli.config import Window
 from audiotoken_cli.errors import InputError, UsageError
 from audiotoken_cli.training.frames import (
     _picture_stream,
@@ -200,9 +200,12 @@ def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
     """(audio seconds, whether a video stream decodes), decoding only the first frames."""
     import av
 
+    from audiotoken_cli.audio.decode import open_media
+    from audiotoken_cli.audio.media import info_of
+
     _check_nonempty(path)
     try:
-        container = av.open(str(path), metadata_errors="replace")
+        container = open_media(path)
     except (av.error.FFmpegError, OSError) as error:
         raise _Skip(f"FFmpeg cannot open it ({_reason(error)})") from error
     with container:
@@ -216,7 +219,7 @@ def _probe(path: Path, want_picture: bool) -> tuple[float, bool]:
             raise _Skip(f"undecodable ({_reason(error)})") from error
         if audio not in decoded:
             raise _Skip(f"undecodable audio (no audio frame in the first {PROBE_SECONDS:g} s)")
-        duration = _audio_duration(container, audio)
+        duration = info_of(container, path).duration
     return duration, video is not None and video in decoded
 
 
@@ -246,17 +249,6 @@ def _first_frames(container, audio, video) -> set:
         if decoded == wanted:
             break
     return decoded
-
-
-def _audio_duration(container, stream) -> float:
-    """Seconds of audio according to the container; measured by decoding if it does not say."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000  # AV_TIME_BASE
-    container.seek(0)
-    samples = sum(frame.samples for frame in container.decode(stream))
-    return samples / (stream.rate or SAMPLE_RATE)
 
 
 def _check_image(path: Path) -> None:

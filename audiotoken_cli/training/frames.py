@@ -7,11 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiotoken_cli.audio.media import picture_stream as _picture_stream
 from audiotoken_cli.errors import InputError
-
-ATTACHED_PICTURE = 0x0400
-"""FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is an album cover, not a video."""
-
 
 
 def read_frame(path: Path, time: float):
@@ -23,8 +20,10 @@ def read_frame(path: Path, time: float):
     """
     import av
 
+    from audiotoken_cli.audio.decode import open_media
+
     try:
-        with av.open(str(path), metadata_errors="replace") as container:
+        with open_media(path) as container:
             stream = _picture_stream(container)
             if stream is None:
                 raise InputError(f"{path}: has no video stream")
@@ -81,14 +80,6 @@ def to_pixels(picture) -> torch.Tensor:
     """An RGB PIL image → (3, H, W) float32 in [-1, 1], the range Stable Diffusion's VAE takes."""
     array = np.asarray(picture.convert("RGB"), dtype=np.float32)  # (H, W, 3)
     return torch.from_numpy(array / 127.5 - 1.0).permute(2, 0, 1).contiguous()
-
-
-def _picture_stream(container):
-    """The first real video stream; cover art (an attached picture) does not count."""
-    for stream in container.streams.video:
-        if not int(getattr(stream, "disposition", 0)) & ATTACHED_PICTURE:
-            return stream
-    return None
 
 
 def _reason(error: Exception) -> str:
