@@ -189,6 +189,8 @@ def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
         set_value(driver, "seed", 5)
         from selenium.webdriver.common.by import By
 
+        driver.find_element(By.CSS_SELECTOR, "#fast input[type=checkbox]").click()  # LCM path
+
         driver.find_element(By.ID, "tab-live-button").click()
         set_value(driver, "live-hop", 1)
         set_value(driver, "live-window", 1)
@@ -197,5 +199,11 @@ def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
         status = wait_for(driver, "#live-status", text="took")[0].text
         assert "error" not in status
         screenshot(driver, "live")
+        assert list(server.root.glob("sessions/*/live-*/*.png"))
     finally:
         driver.quit()
+    # The tab is gone, so is its session: its folder goes (gradio notices within seconds).
+    deadline = time.monotonic() + 60
+    while list(server.root.glob("sessions/*/live-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not list(server.root.glob("sessions/*/live-*")), "the closed session's folder stayed"

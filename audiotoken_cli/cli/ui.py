@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from audiotoken_cli.cli.app import app
+from audiotoken_cli.cli.run import guarded
 from audiotoken_cli.cli.options import (
     AudioEncoderOption,
     Device,
@@ -30,6 +31,7 @@ INSTALL_HINT = 'audiotoken ui needs gradio: pip install "audiotoken-cli[ui]"'
              epilog="\b\nExamples:\n  audiotoken ui\n  audiotoken ui --port 8080 --embedder run/\n"
              "  audiotoken ui --host 0.0.0.0 --max-upload-mb 50   (reachable from your network)")
 def ui(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(
         "--host", metavar="ADDRESS", help="Address to listen on. The default answers this "
         "machine only; 0.0.0.0 opens the app to your network.")] = "127.0.0.1",
@@ -77,6 +79,7 @@ def ui(
                 audio_encoder=audio_encoder, embedder=embedder, lora=lora,
                 safety_checker=safety_checker, low_vram=low_vram, offline=offline, quiet=False)
     fast_load = {key: value for key, value in (("lcm_lora", lcm_lora), ("taesd", taesd)) if value}
-    serve(UiOptions(host=host, port=port, share=share,
-                    limits=Limits(max_upload_mb=max_upload_mb, max_duration=max_duration),
-                    load=load, fast_load=fast_load), on_ready=typer.echo)
+    options = UiOptions(host=host, port=port, share=share,
+                        limits=Limits(max_upload_mb=max_upload_mb, max_duration=max_duration),
+                        load=load, fast_load=fast_load)
+    raise typer.Exit(guarded(ctx, lambda: serve(options, on_ready=typer.echo) or 0))

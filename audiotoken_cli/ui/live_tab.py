@@ -122,6 +122,8 @@ def _on_chunk(folders, models, session, live: LiveState, audio, hop: float, wind
         took = time.monotonic() - began
     finally:
         models.unet.release()
+    if not live.folder.is_dir():  # the session ended while this image rendered: drop it
+        return None
     _show(live, image, took)
     live.skipped += missed
     message = f"image {live.count} took {took:.1f} s" + (" (after loading the models)" if loading else "")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from audiotoken_cli.errors import UsageError
 from audiotoken_cli.ui.folders import Limits, ServerFolders
 from audiotoken_cli.ui.models import SharedModels
 
@@ -60,10 +61,14 @@ def serve(options: UiOptions, on_ready=print) -> None:
         # The UNet's events share one concurrency slot (concurrency_id "unet"); the live stream
         # takes the same lock without waiting, so no two requests render at once.
         demo.queue(default_concurrency_limit=1)
-        demo.launch(server_name=options.host, server_port=options.port, share=options.share,
-                    max_file_size=options.limits.max_bytes, prevent_thread_lock=True,
-                    show_error=False, quiet=True, inbrowser=False, theme=_theme(),
-                    ssr_mode=False, footer_links=[])
+        try:
+            demo.launch(server_name=options.host, server_port=options.port,
+                        share=options.share, max_file_size=options.limits.max_bytes,
+                        prevent_thread_lock=True, show_error=False, quiet=True, inbrowser=False,
+                        theme=_theme(), ssr_mode=False, footer_links=[])
+        except OSError as error:  # the port is taken, or the address is not this machine's
+            raise UsageError(f"cannot listen on {options.host}:{options.port} ({error}); "
+                             "choose another with --port or --host") from None
         on_ready(f"audiotoken ui: serving on {demo.local_url} (Ctrl-C stops it; uploads and "
                  f"outputs are kept in {folders.root} until then)")
         stop.wait()
