@@ -5,6 +5,7 @@
     model = audiotoken.load()                         # presets, cache and checks as the CLI
     token = model.embed("dog.wav")                    # (d,) float32
     images = model.generate("dog.wav", n=4, seed=7)   # PIL images with their settings
+    result = model.video("song.mp3", seed=7)          # an MP4 that moves with the sound
     audiotoken.probe("dog.wav").duration              # seconds, from the header, no decoding
 
 The names in ``__all__`` are the public API; everything else is private and may change. Heavy
@@ -22,6 +23,8 @@ __all__ = [
     "MediaInfo",
     "ModelError",
     "UsageError",
+    "VideoEvents",
+    "VideoResult",
     "__version__",
     "load",
     "probe",
@@ -29,7 +32,7 @@ __all__ = [
     "train",
 ]
 
-_FROM_API = {"AudioToken", "load", "save_image", "train"}
+_FROM_API = {"AudioToken", "VideoEvents", "VideoResult", "load", "save_image", "train"}
 _FROM_MEDIA = {"MediaInfo", "probe"}
 
 

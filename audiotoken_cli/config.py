@@ -6,7 +6,7 @@ serves the CLI, the tests and anyone importing the package. Nothing here imports
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 SAMPLE_RATE = 16_000
@@ -85,8 +85,54 @@ class EmbedSettings:
 
 
 @dataclass(frozen=True)
+class LoadSettings:
+    """What is fixed when the models load: the weights, how they are fused and placed. Changing
+    any of these means loading again, so none of them can be given per call.
+
+    sd: None loads only the audio encoder and embedder (``embed``, ``load(images=False)``).
+    lcm_lora / taesd: ``--fast``'s weights; the LCM-LoRA is fused into the UNet at load.
+    compile: torch.compile the UNet (pays off over many batches on a GPU).
+    """
+
+    audio_encoder: Path
+    embedder: Path
+    sd: Path | None = None
+    lora: Path | None = None
+    lcm_lora: Path | None = None
+    taesd: Path | None = None
+    compile: bool = False
+    safety_checker: bool = True
+    low_vram: bool = False
+    runtime: RuntimeSettings = RuntimeSettings()
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What may change from one call to the next on a loaded model, without loading again.
+
+    batch_size: images per UNet call; None picks one for the device.
+    scheduler: None means the model's sampler (``dpm++``; ``lcm`` when the LCM-LoRA is fused).
+    """
+
+    prompt: str = PAPER_PROMPT
+    negative_prompt: str = ""
+    steps: int = 25
+    guidance: float = 7.5
+    width: int = 512
+    height: int = 512
+    scheduler: str = "dpm++"
+    window: Window = Window()
+    batch_size: int | None = None
+
+
+LOAD_FIELDS = tuple(f.name for f in fields(LoadSettings))
+CALL_FIELDS = tuple(f.name for f in fields(CallSettings))
+
+
+@dataclass(frozen=True)
 class GenerateSettings:
-    """Everything ``audiotoken generate`` needs besides the list of input files.
+    """Everything one ``generate`` command line says, besides its input files: the models
+    (``load_settings``), the per-call settings (``call_settings``), the seeds and the outputs.
 
     seed: the base seed; image i of every file uses ``seed + i``.
     batch_size: images per UNet call; None picks one for the device.
@@ -115,6 +161,24 @@ class GenerateSettings:
     lcm_lora: Path | None = None  # --fast: the LCM-LoRA fused into the UNet, LCM scheduler
     taesd: Path | None = None  # --fast: the tiny autoencoder decodes instead of the VAE
     compile: bool = False  # torch.compile the UNet (pays off over many batches on a GPU)
+
+    @property
+    def load_settings(self) -> LoadSettings:
+        return LoadSettings(**{name: getattr(self, name) for name in LOAD_FIELDS})
+
+    @property
+    def call_settings(self) -> CallSettings:
+        values = {name: getattr(self, name) for name in CALL_FIELDS}
+        if self.lcm_lora is not None:  # the LCM-LoRA samples with its own scheduler only
+            values["scheduler"] = "lcm"
+        return CallSettings(**values)
+
+    @classmethod
+    def of(cls, load: LoadSettings, call: CallSettings, **command) -> GenerateSettings:
+        """One command's settings from a loaded model's and a call's (``command``: seed,
+        num_images, output_dir, overwrite)."""
+        return cls(**{name: getattr(load, name) for name in LOAD_FIELDS},
+                   **{name: getattr(call, name) for name in CALL_FIELDS}, **command)
 
 
 PAPER_WARMUP_STEPS = 500

@@ -77,7 +77,7 @@ def speed(models: dict, args, folder: Path) -> None:
 
     from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
     from audiotoken_cli.pipeline.generate import generate_files
-    from audiotoken_cli.pipeline.video import VideoSettings, video_files
+    from audiotoken_cli.video import VideoSettings, video_files
 
     source = write_audio(folder / "clip.wav", tone(args.seconds, freq=330))
     frames = round(args.fps * args.seconds)

@@ -147,8 +147,10 @@ def test_embed_only_load_skips_stable_diffusion(parts):
 PUBLIC = {
     "load": "(model: 'str' = 'vggsound', device: 'str' = 'auto', dtype: 'str' = 'auto', *, "
             "sd: 'str | None' = None, audio_encoder: 'str | None' = None, embedder: 'str | None' = "
-            "None, lora: 'str | None' = None, images: 'bool' = True, safety_checker: 'bool' = True, "
-            "low_vram: 'bool' = False, offline: 'bool' = False, quiet: 'bool' = True) -> 'AudioToken'",
+            "None, lora: 'str | None' = None, lcm_lora: 'str | None' = None, taesd: 'str | None' = "
+            "None, fast: 'bool' = False, compile: 'bool' = False, images: 'bool' = True, "
+            "safety_checker: 'bool' = True, low_vram: 'bool' = False, offline: 'bool' = False, "
+            "quiet: 'bool' = True) -> 'AudioToken'",
     "probe": "(path: 'str | Path', *, timeout: 'float | None' = None) -> 'MediaInfo'",
     "save_image": "(image, path: 'str | os.PathLike') -> 'None'",
     "train": "(data: 'str | os.PathLike', output: 'str | os.PathLike', *, model: 'str' = "
@@ -160,16 +162,26 @@ METHODS = {
     "embed": "(self, audio: 'AudioInput', *, start: 'float' = 0.0, duration: 'float' = 10.0) -> "
              "'torch.Tensor'",
     "generate": "(self, audio: 'AudioInput | list', n: 'int' = 4, seed: 'int | None' = None, "
-                "prompt: 'str' = 'a photo of <*>', **settings) -> 'list | Iterator[list]'",
+                "prompt: 'str' = 'a photo of <*>', *, on_step: 'Callable[[int, int], None] | "
+                "None' = None, **settings) -> 'list | Iterator[list]'",
     "generate_from_token": "(self, token: 'torch.Tensor', n: 'int' = 4, seed: 'int | None' = "
-                           "None, prompt: 'str' = 'a photo of <*>', **settings) -> 'list'",
+                           "None, prompt: 'str' = 'a photo of <*>', *, on_step: "
+                           "'Callable[[int, int], None] | None' = None, **settings) -> 'list'",
+    "save_token": "(self, audio: 'AudioInput', path: 'str | os.PathLike', *, start: 'float' = "
+                  "0.0, duration: 'float' = 10.0) -> 'Path'",
+    "video": "(self, audio: 'str | os.PathLike', output_dir: 'str | os.PathLike | None' = None, "
+             "*, seed: 'int | None' = None, hop: 'float' = 2.0, window: 'float' = 10.0, fps: "
+             "'int' = 8, keyframes_only: 'bool' = False, storyboard: 'bool' = False, "
+             "save_keyframes: 'bool' = False, audio_reactive: 'bool' = False, video: 'bool' = "
+             "True, overwrite: 'bool' = False, events: 'VideoEvents | None' = None, **settings) "
+             "-> 'VideoResult'",
 }
 
 
 def test_the_public_api_is_pinned():
     assert sorted(audiotoken.__all__) == sorted(
         ["AudioToken", "AudioTokenError", "InputError", "MediaInfo", "ModelError", "UsageError",
-         "__version__", "load", "probe", "save_image", "train"])
+         "VideoEvents", "VideoResult", "__version__", "load", "probe", "save_image", "train"])
     for name, signature in PUBLIC.items():
         assert str(inspect.signature(getattr(audiotoken, name))) == signature, name
         assert getattr(audiotoken, name).__doc__, name

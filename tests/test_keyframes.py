@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiotoken_cli.pipeline.keyframes import chunks, frame_count, frame_plan, schedule
+from audiotoken_cli.video.keyframes import chunks, frame_count, frame_plan, schedule
 from audiotoken_cli.render.interpolate import crossfade, slerp
 
 

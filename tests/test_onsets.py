@@ -11,7 +11,7 @@ from audiotoken_cli.audio.onsets import (
     onset_strength,
     reactive_weights,
 )
-from audiotoken_cli.pipeline.keyframes import frame_plan, schedule
+from audiotoken_cli.video.keyframes import frame_plan, schedule
 
 RATE = 16000
 

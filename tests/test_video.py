@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from audiotoken_cli.cli import app
 from audiotoken_cli.config import GenerateSettings, RuntimeSettings
-from audiotoken_cli.pipeline.storyboard import LABEL_HEIGHT, grid_shape
-from audiotoken_cli.pipeline.video import VideoEvents, VideoSettings, video_files
+from audiotoken_cli.video.storyboard import LABEL_HEIGHT, grid_shape
+from audiotoken_cli.video import VideoEvents, VideoSettings, video_files
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"
@@ -290,7 +290,7 @@ def test_an_interrupted_video_resumes_and_equals_an_uninterrupted_one(song, mode
 
 
 def test_changed_settings_start_the_work_folder_afresh(models, tmp_path):
-    from audiotoken_cli.pipeline.workfolder import WorkFolder
+    from audiotoken_cli.video.workfolder import WorkFolder
 
     folder = tmp_path / ".x.work"
     work = WorkFolder(folder, {"seed": 1})

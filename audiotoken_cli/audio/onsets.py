@@ -60,7 +60,7 @@ def reactive_weights(source: Path, duration: float, times: Sequence[float], fps:
     audio is decoded on its own, in the decoder worker (the decoder seeks, so memory does not
     grow with the file); a silent or undecodable interval falls back to even spacing."""
     from audiotoken_cli.audio.worker import decode_each
-    from audiotoken_cli.pipeline.keyframes import frame_count
+    from audiotoken_cli.video.keyframes import frame_count
 
     count = frame_count(duration, fps)
     moments = np.arange(count) / fps

@@ -11,6 +11,10 @@ import typer
 
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.options import (
+    CompileOption,
+    FastOption,
+    LcmLoraOption,
+    TaesdOption,
     LoraOption,
     LowVramOption,
     SafetyCheckerOption,
@@ -44,7 +48,24 @@ class Scheduler(str, Enum):
     euler_a = "euler-a"
 
 
+def check_fast_options(fast: bool, scheduler: str | None, lcm_lora, taesd) -> None:
+    """--fast's options fit together (generate and video share them)."""
+    from audiotoken_cli.render.fast import FAST_SCHEDULER
 
+    if fast and scheduler not in (None, FAST_SCHEDULER):
+        raise typer.BadParameter("--fast samples with the LCM scheduler; drop --scheduler",
+                                 param_hint="--scheduler")
+    if (lcm_lora or taesd) and not fast:
+        raise typer.BadParameter("--lcm-lora and --taesd are --fast's weights; add --fast",
+                                 param_hint="--lcm-lora/--taesd")
+
+
+def check_fast_paths(fast: bool, paths: dict, model: str) -> None:
+    from audiotoken_cli.errors import UsageError
+
+    if fast and not (paths.get("lcm_lora") and paths.get("taesd")):
+        raise UsageError(f"--fast needs an LCM-LoRA and a tiny autoencoder; preset "
+                         f"{model!r} names none: pass --lcm-lora and --taesd")
 
 
 @app.command(cls=ToolCommand,
@@ -89,18 +110,10 @@ def generate(
         "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]", help="Sampler [default: dpm++]. "
         "pndm keeps the model's own scheduler; with --steps 50 it is the paper's setting.",
         show_default=False)] = None,
-    fast: Annotated[bool, typer.Option(
-        "--fast", help="LCM-LoRA, 4 steps, guidance off, and the tiny TAESD decoder: 12x "
-        "fewer UNet evaluations, for CPUs. Softer images.")] = False,
-    lcm_lora: Annotated[Optional[str], typer.Option(
-        "--lcm-lora", metavar="SPEC", help="--fast's LCM-LoRA (pytorch_lora_weights.safetensors): "
-        "a path, URL or hub id. Default: the preset's.", show_default=False)] = None,
-    taesd: Annotated[Optional[str], typer.Option(
-        "--taesd", metavar="SPEC", help="--fast's tiny autoencoder (a diffusers AutoencoderTiny "
-        "folder): a path or hub id. Default: the preset's.", show_default=False)] = None,
-    compile_unet: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the UNet: faster batches after a one-time compilation "
-        "warm-up; for long runs on a GPU.")] = False,
+    fast: FastOption = False,
+    lcm_lora: LcmLoraOption = None,
+    taesd: TaesdOption = None,
+    compile_unet: CompileOption = False,
     output_dir: OutputDir = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Images per UNet call (default: what fits the device).",
@@ -151,12 +164,7 @@ def generate(
     if values["prompt"].count("<*>") != 1:
         raise typer.BadParameter(f"{values['prompt']!r} must contain the placeholder <*> exactly "
                                  "once, e.g. 'a photo of <*>'", param_hint="--prompt")
-    if fast and values["scheduler"] not in (None, FAST_SCHEDULER):
-        raise typer.BadParameter("--fast samples with the LCM scheduler; drop --scheduler",
-                                 param_hint="--scheduler")
-    if (values["lcm_lora"] or values["taesd"]) and not fast:
-        raise typer.BadParameter("--lcm-lora and --taesd are --fast's weights; add --fast",
-                                 param_hint="--lcm-lora/--taesd")
+    check_fast_options(fast, values["scheduler"], values["lcm_lora"], values["taesd"])
     random_seed = values["seed"] is None
     if random_seed:
         values["seed"] = secrets.randbelow(2**31)
@@ -181,15 +189,12 @@ def generate(
     check_usage(check_generate_options, options)
 
     def body() -> int:
-        from audiotoken_cli.errors import UsageError
         from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files
 
         def process(sources, progress, roots, rank, world):
             progress.on_phase("finding the models")
             paths = components(model, given, roles, offline, quiet)
-            if fast and not (paths.get("lcm_lora") and paths.get("taesd")):
-                raise UsageError(f"--fast needs an LCM-LoRA and a tiny autoencoder; preset "
-                                 f"{model!r} names none: pass --lcm-lora and --taesd")
+            check_fast_paths(fast, paths, model)
             settings = GenerateSettings(**paths, **options)
             events = GenerateEvents(on_total=progress.on_total, on_step=progress.on_step,
                                     on_image=progress.on_image, on_phase=progress.on_phase)

@@ -97,6 +97,28 @@ LowVramOption = Annotated[
     typer.Option("--low-vram", help="Keep sub-models on the CPU until used (CUDA): slower, less "
                  "memory."),
 ]
+FastOption = Annotated[
+    bool,
+    typer.Option("--fast", help="LCM-LoRA, 4 steps, guidance off, and the tiny TAESD decoder: "
+                 "12x fewer UNet evaluations, for CPUs. Softer images."),
+]
+LcmLoraOption = Annotated[
+    Optional[str],
+    typer.Option("--lcm-lora", metavar="SPEC", help="--fast's LCM-LoRA "
+                 "(pytorch_lora_weights.safetensors): a path, URL or hub id. Default: the "
+                 "preset's.", show_default=False),
+]
+TaesdOption = Annotated[
+    Optional[str],
+    typer.Option("--taesd", metavar="SPEC", help="--fast's tiny autoencoder (a diffusers "
+                 "AutoencoderTiny folder): a path or hub id. Default: the preset's.",
+                 show_default=False),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the UNet: faster batches after a one-time "
+                 "compilation warm-up; for long runs on a GPU."),
+]
 SdOption = Annotated[
     Optional[str],
     typer.Option("--sd", metavar="SPEC", help="Stable Diffusion (SD 1.x or 2.x) as a diffusers "

@@ -8,8 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from audiotoken_cli.cli.app import app
-from audiotoken_cli.cli.generate import Scheduler
+from audiotoken_cli.cli.generate import Scheduler, check_fast_options, check_fast_paths
 from audiotoken_cli.cli.options import (
+    CompileOption,
+    FastOption,
+    LcmLoraOption,
+    TaesdOption,
     LoraOption,
     LowVramOption,
     SafetyCheckerOption,
@@ -34,7 +38,8 @@ from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
 @app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken video song.mp3 --seed 7\n"
              "  audiotoken video field.wav --hop 4 --fps 12 --storyboard --save-keyframes\n"
              "  audiotoken video talk.m4a --keyframes-only --storyboard -o out/\n"
-             "  audiotoken video loop.wav --storyboard --no-video")
+             "  audiotoken video loop.wav --storyboard --no-video\n"
+             "  audiotoken video song.mp3 --fast -o videos/")
 def video(
     ctx: typer.Context,
     audio: AudioInputs,
@@ -64,9 +69,12 @@ def video(
         "--seed", "-s", min=0, metavar="SEED", help="The seed of every keyframe and frame (one "
         "noise for the whole video). Random (and printed) when omitted.",
         show_default=False)] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, metavar="N", help="Denoising steps.")] = 25,
-    guidance: Annotated[float, typer.Option("--guidance", "-g", min=0.0, metavar="SCALE",
-                                            help="Classifier-free guidance scale.")] = 7.5,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=1, metavar="N", help="Denoising steps [default: 25; 4 with --fast].",
+        show_default=False)] = None,
+    guidance: Annotated[Optional[float], typer.Option(
+        "--guidance", "-g", min=0.0, metavar="SCALE", help="Classifier-free guidance scale "
+        "[default: 7.5; 1.0 (off) with --fast].", show_default=False)] = None,
     prompt: Annotated[str, typer.Option(
         "--prompt", metavar="TEXT", help="Prompt; <*> marks where the sound goes (exactly once).")]
         = "a photo of <*>",
@@ -76,9 +84,13 @@ def video(
                                        help="Frame width, a multiple of 8.")] = 512,
     height: Annotated[int, typer.Option("--height", "-H", min=8, metavar="PX",
                                         help="Frame height, a multiple of 8.")] = 512,
-    scheduler: Annotated[Scheduler, typer.Option(
+    scheduler: Annotated[Optional[Scheduler], typer.Option(
         "--scheduler", metavar="[dpm++|pndm|ddim|euler|euler-a]",
-        help="Sampler, as for generate.")] = Scheduler.dpmpp,
+        help="Sampler, as for generate [default: dpm++].", show_default=False)] = None,
+    fast: FastOption = False,
+    lcm_lora: LcmLoraOption = None,
+    taesd: TaesdOption = None,
+    compile_unet: CompileOption = False,
     output_dir: OutputDir = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, metavar="N", help="Frames per UNet call (default: what fits the "
@@ -105,7 +117,10 @@ def video(
     run resumes from .<stem>.audiotoken.work/ when run again with the same settings.
     """
     from audiotoken_cli.config import GenerateSettings, RuntimeSettings
+    from audiotoken_cli.render.fast import FAST_GUIDANCE, FAST_SCHEDULER, FAST_STEPS
 
+    scheduler_name = None if scheduler is None else scheduler.value
+    check_fast_options(fast, scheduler_name, lcm_lora, taesd)
     if prompt.count("<*>") != 1:
         raise typer.BadParameter(f"{prompt!r} must contain the placeholder <*> exactly once, "
                                  "e.g. 'a photo of <*>'", param_hint="--prompt")
@@ -115,27 +130,34 @@ def video(
     if seed is None:
         seed = secrets.randbelow(2**31)
         typer.echo(f"seed {seed} (pass --seed {seed} to make the same video again)", err=True)
+    steps_default, guidance_default = (FAST_STEPS, FAST_GUIDANCE) if fast else (25, 7.5)
     options = dict(
-        seed=seed, steps=steps, guidance=guidance, prompt=prompt, negative_prompt=negative_prompt,
-        width=width, height=height, scheduler=scheduler.value, batch_size=batch_size,
-        output_dir=output_dir, overwrite=overwrite, safety_checker=safety_checker,
-        low_vram=low_vram, runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
+        seed=seed, steps=steps or steps_default,
+        guidance=guidance_default if guidance is None else guidance, prompt=prompt,
+        negative_prompt=negative_prompt, width=width, height=height,
+        scheduler=FAST_SCHEDULER if fast else (scheduler_name or Scheduler.dpmpp.value),
+        batch_size=batch_size, output_dir=output_dir, overwrite=overwrite,
+        safety_checker=safety_checker, low_vram=low_vram, compile=compile_unet,
+        runtime=RuntimeSettings(device=device.value, dtype=dtype.value),
     )
     video_options = dict(hop=hop, window=window, fps=fps, video=make_video,
                          save_keyframes=save_keyframes, storyboard=storyboard,
                          keyframes_only=keyframes_only, audio_reactive=audio_reactive)
-    given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
+    roles = ("sd", "audio_encoder", "embedder", "lora") + (("lcm_lora", "taesd") if fast else ())
+    given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora,
+             "lcm_lora": lcm_lora, "taesd": taesd}
+    given = {role: given[role] for role in roles}
 
     def body() -> int:
-        from audiotoken_cli.pipeline.video import VideoSettings, video_files
+        from audiotoken_cli.video import VideoSettings, video_files
 
         def process(sources, progress, roots, rank, world):
-            # This rank's files (torchrun): every world-th one, as generate deals them.
-            mine = [source for index, source in enumerate(sources) if index % world == rank]
-            paths = components(model, given, ("sd", "audio_encoder", "embedder", "lora"),
-                               offline, quiet)
+            paths = components(model, given, roles, offline, quiet)
+            check_fast_paths(fast, paths, model)
             settings = VideoSettings(GenerateSettings(**paths, **options), **video_options)
-            return video_files(mine, settings, _events(progress))
+            # generate's skeleton: this rank's files (every world-th), mirrored under -o.
+            return video_files(sources, settings, _events(progress), roots, rank=rank,
+                               world=world)
 
         return run_batch(audio, process, "Sounds", Nouns("video", "sound", "video"), output_dir)
 
@@ -144,7 +166,7 @@ def video(
 
 def _events(progress):
     """Bars for each file's keyframes and frames (with the time left), made when totals come."""
-    from audiotoken_cli.pipeline.video import VideoEvents
+    from audiotoken_cli.video import VideoEvents
 
     bars = {"keyframe": lambda: None, "frame": lambda: None}
 

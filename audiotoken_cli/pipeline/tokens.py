@@ -16,7 +16,6 @@ import torch
 from audiotoken_cli import __version__
 from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
-from audiotoken_cli.devices import resolve_device, resolve_dtype
 from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import (
     FileResult,
@@ -103,9 +102,11 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             if isinstance(entry, Path):
                 yield entry
 
-    device = resolve_device(settings.runtime.device)
-    dtype = resolve_dtype(settings.runtime.dtype, device)
-    tokenizer = AudioTokenizer.load(settings.audio_encoder, settings.embedder, device, dtype)
+    from audiotoken_cli.config import LoadSettings
+    from audiotoken_cli.model import load_model
+
+    tokenizer = load_model(LoadSettings(settings.audio_encoder, settings.embedder,
+                                        runtime=settings.runtime)).tokenizer
     provenance = _model_provenance(tokenizer)
     for source, token, failure in tokenize_files(tokenizer, todo(), settings.window,
                                                  settings.batch_size):
@@ -116,7 +117,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
             yield failure
             continue
         target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
-        metadata = {**provenance, **_audio_provenance(source, settings.window)}
+        metadata = {**provenance, **audio_provenance(source.name, file_sha256(source),
+                                                     settings.window)}
         write_atomically(target, lambda tmp, t=token, m=metadata: save_token(tmp, t, m))
         yield FileResult(source, "written", (target,))
     yield from waiting
@@ -198,10 +200,18 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
     }
 
 
-def _audio_provenance(source: Path, window: Window) -> dict[str, str]:
+def write_token_file(target: Path, token: torch.Tensor, tokenizer: AudioTokenizer,
+                     audio_name: str, audio_sha256: str, window: Window) -> Path:
+    """The file ``embed`` writes, atomically: the token and its provenance."""
+    metadata = {**_model_provenance(tokenizer), **audio_provenance(audio_name, audio_sha256, window)}
+    write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
+    return target
+
+
+def audio_provenance(name: str, sha256: str, window: Window) -> dict[str, str]:
     return {
-        "audio_file": source.name,
-        "audio_sha256": file_sha256(source),
+        "audio_file": name,
+        "audio_sha256": sha256,
         "window_start": f"{window.start:g}",
         "window_duration": f"{window.duration:g}",
     }

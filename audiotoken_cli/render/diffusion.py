@@ -8,7 +8,6 @@ not depend on which other images share the batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,14 @@ TILING_PIXELS = 1024 * 1024
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One image to render: (77, d) prompt embeddings, (77, d) negative ones, and a seed."""
+    """One image to render: (77, d) prompt embeddings, (77, d) negative ones, and a seed; pooled
+    embeddings only for pipelines that take them (SDXL)."""
 
     prompt_embeds: torch.Tensor
     negative_embeds: torch.Tensor
     seed: int
+    pooled_embeds: torch.Tensor | None = None
+    negative_pooled_embeds: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -218,9 +220,15 @@ def render(pipe, jobs: Sequence[ImageJob], settings: RenderSettings,
             on_step()
         return kwargs
 
+    pooled = {}
+    if jobs[0].pooled_embeds is not None:  # SDXL-style pipelines only
+        pooled = {"pooled_prompt_embeds": torch.stack([j.pooled_embeds for j in jobs]).to(device, dtype),
+                  "negative_pooled_prompt_embeds": torch.stack(
+                      [j.negative_pooled_embeds for j in jobs]).to(device, dtype)}
     output = pipe(
         prompt_embeds=torch.stack([job.prompt_embeds for job in jobs]).to(device, dtype),
         negative_prompt_embeds=torch.stack([job.negative_embeds for job in jobs]).to(device, dtype),
+        **pooled,
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
         width=settings.width,
@@ -244,7 +252,3 @@ def _initial_noise(pipe, generators: list[torch.Generator], settings: RenderSett
     noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
     # The pipeline scales given latents by the scheduler's init_noise_sigma itself.
     return torch.stack(noise).to(pipe.unet.dtype)
-
-
-def num_batches(count: int, batch_size: int) -> int:
-    return math.ceil(count / batch_size)
