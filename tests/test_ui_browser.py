@@ -35,7 +35,8 @@ def parts(tmp_path_factory):
 def server(parts):
     running = start_server(parts)
     yield running
-    assert running.stop() == 0
+    code = running.stop()
+    assert code == 0, "".join(running.process.log[-40:])
     assert not running.root.exists(), "the server left its uploads and outputs behind"
 
 
@@ -177,6 +178,27 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
     wait_for(browser, "#generate-status", text="made 1 image of rain.wav", timeout=120)
 
 
+def test_video_tab_shows_the_storyboard_then_plays_the_mp4(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    song = write_audio(tmp_path / "song.wav", tone(5.0, freq=520, seed=6))
+    open_sampler_settings(browser)
+    for name, value in SMALL.items():
+        set_value(browser, name, value)
+    browser.find_element(By.ID, "tab-video-button").click()
+    upload(browser, "video-upload", song)
+    set_value(browser, "video-seed", 3)
+    set_value(browser, "video-fps", 2)
+    browser.find_element(By.CSS_SELECTOR, "#keyframes-only input[type=checkbox]").click()
+    click(browser, "video-button")
+    wait_for(browser, "#video-status", text="song.wav: 3 keyframes", timeout=120)
+    assert wait_for(browser, "#storyboard img")[0].get_attribute("src").endswith(".png")
+    source = wait_for(browser, "#video-player video")[0].get_attribute("src")
+    with urllib.request.urlopen(source) as response:
+        assert response.read(12)[4:8] == b"ftyp"  # an MP4, served to the page
+    screenshot(browser, "video")
+
+
 def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
     mic = write_audio(tmp_path / "mic.wav", tone(6.0, rate=48000, freq=440, seed=9))
     driver = open_browser(tmp_path / "profile", tmp_path / "downloads", fake_mic=mic)
@@ -206,4 +228,5 @@ def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
     deadline = time.monotonic() + 60
     while list(server.root.glob("sessions/*/live-*")) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not list(server.root.glob("sessions/*/live-*")), "the closed session's folder stayed"
+    assert not list(server.root.glob("sessions/*/live-*")), \
+        "the closed session's folder stayed:\n" + "".join(server.process.log[-30:])

@@ -66,3 +66,33 @@ def test_a_recording_longer_than_the_limit_is_refused_from_its_header(folders):
 def test_no_upload_says_so(folders):
     with pytest.raises(InputError, match="no file: upload a sound first"):
         folders.checked_upload(None)
+
+
+def test_the_page_gets_the_clis_line_with_file_names_not_server_paths(folders):
+    from audiotoken_cli.ui.messages import one_line
+
+    upload = folders.root / "3f2a" / "notes.wav"
+    error = InputError(f"{upload}: not an audio or video file FFmpeg can read")
+    assert one_line(error, folders.root) == \
+        "error: notes.wav: not an audio or video file FFmpeg can read"
+
+
+def test_a_bug_reaches_the_page_as_one_line_without_its_details(folders):
+    from audiotoken_cli.ui.messages import one_line
+
+    line = one_line(RuntimeError(f"secret state at {folders.root}/x\nline two"), folders.root)
+    assert line == "error: internal error (RuntimeError); the server's log has the details"
+
+
+def test_a_render_that_ends_after_its_tab_closed_leaves_nothing(folders):
+    run = folders.new_run("tab", "live")
+    assert folders.keep("tab", lambda: (run / "a.png").write_bytes(b"png"))
+    late = folders.new_run("tab", "video")
+    folders.end_session("tab")
+    assert not run.exists()
+    assert not folders.keep("tab", lambda: run.mkdir(parents=True))  # a late image: dropped
+    late.mkdir(parents=True)  # a video writer that recreated its folder meanwhile
+    folders.discard_if_ended("tab", late)
+    assert not run.exists() and not late.exists()
+    with pytest.raises(Exception, match="this browser session has ended"):
+        folders.new_run("tab", "generate")

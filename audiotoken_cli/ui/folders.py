@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiotoken_cli.errors import InputError
+from audiotoken_cli.errors import InputError, UsageError
 
 
 @dataclass
@@ -35,6 +35,7 @@ class ServerFolders:
     root: Path
     limits: Limits = field(default_factory=Limits)
     _runs: dict = field(default_factory=dict)
+    _ended: set = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -53,16 +54,34 @@ class ServerFolders:
         """A fresh numbered subfolder (``generate-0003``), so a new run never overwrites the
         files that an earlier run's gallery still shows."""
         with self._lock:
+            if session_hash in self._ended:
+                raise UsageError("this browser session has ended; reload the page")
             number = self._runs.get(session_hash, 0) + 1
             self._runs[session_hash] = number
-        folder = self.session(session_hash) / f"{kind}-{number:04d}"
-        folder.mkdir()
+            folder = self.session(session_hash) / f"{kind}-{number:04d}"
+            folder.mkdir()
         return folder
 
-    def end_session(self, session_hash: str) -> None:
-        shutil.rmtree(self.session(session_hash), ignore_errors=True)
+    def keep(self, session_hash: str, write) -> bool:
+        """Run ``write()`` (which writes into this session's folder) unless the session has
+        ended: a render that finishes after its tab closed must not bring the folder back."""
         with self._lock:
+            if session_hash in self._ended:
+                return False
+            write()
+            return True
+
+    def discard_if_ended(self, session_hash: str, folder: Path) -> None:
+        """For outputs written outside ``keep`` (a video, a token): gone if the tab closed."""
+        with self._lock:
+            if session_hash in self._ended:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def end_session(self, session_hash: str) -> None:
+        with self._lock:
+            self._ended.add(session_hash)
             self._runs.pop(session_hash, None)
+            shutil.rmtree(self.session(session_hash), ignore_errors=True)
 
     def remove_all(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -139,7 +139,6 @@ def _sampler_defaults(fast: bool):
 
 def _generate(folders, models, session, audio_path, prompt, negative, seed, n, steps, guidance,
               scheduler, width, height, fast, *, progress):
-    upload = None
     try:
         upload = folders.checked_upload(audio_path)
         note = loading_note(models, fast)
@@ -151,6 +150,7 @@ def _generate(folders, models, session, audio_path, prompt, negative, seed, n, s
         yield gr.update(), f"rendering {n} image{'s' * (n != 1)} of {upload.name}, seed {seed}…"
 
         def on_step(done: int, total: int) -> None:
+            models.check_open()
             image, step = min(done // steps + 1, n), done - (min(done // steps + 1, n) - 1) * steps
             progress((done, total), desc=f"image {image} of {n}, step {step} of {steps}")
 
@@ -160,16 +160,14 @@ def _generate(folders, models, session, audio_path, prompt, negative, seed, n, s
                                     **render_settings(steps, guidance, scheduler, width, height,
                                                       negative, fast))
         run = folders.new_run(session, "generate")
-        paths = []
-        for image in images:
-            record = json.loads(image.info["audiotoken"])
-            path = run / f"{upload.stem}_seed{record['seed']}.png"  # generate's own name
-            _save(image, path)
-            paths.append(str(path))
+        paths = [str(run / f"{upload.stem}_seed{json.loads(image.info['audiotoken'])['seed']}.png")
+                 for image in images]  # generate's own names
+        folders.keep(session, lambda: [_save(image, Path(path))
+                                       for image, path in zip(images, paths)])
         yield paths, (f"made {len(paths)} image{'s' * (len(paths) != 1)} of {upload.name} in "
                       f"{time.monotonic() - began:.1f} s, seeds {seed}–{seed + n - 1}")
     except Exception as error:  # noqa: BLE001 - every failure becomes one line in the page
-        yield gr.update(), one_line(error, upload)
+        yield gr.update(), one_line(error, folders.root)
 
 
 def _save(image, path: Path) -> None:
@@ -191,13 +189,13 @@ def _reuse(gallery, index):
 
 
 def _token(folders, models, session, audio_path, fast):
-    upload = None
     try:
         upload = folders.checked_upload(audio_path)
         model = models.get(fast)
         path = folders.new_run(session, "token") / f"{upload.stem}.safetensors"  # embed's name
         with models.unet:
             model.save_token(str(upload), path)
+        folders.discard_if_ended(session, path.parent)
         return gr.update(value=str(path), visible=True), f"the audio token of {upload.name}"
     except Exception as error:  # noqa: BLE001
-        return gr.update(), one_line(error, upload)
+        return gr.update(), one_line(error, folders.root)

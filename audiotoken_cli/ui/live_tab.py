@@ -79,7 +79,7 @@ def build(folders: ServerFolders, models: SharedModels, settings: Settings) -> N
                                 render_settings(steps, guidance, scheduler, width, height,
                                                 negative, fast), fast)
         except Exception as error:  # noqa: BLE001 - one line in the page; the stream goes on
-            message = one_line(error)
+            message = one_line(error, folders.root)
         return live.shown or gr.update(), message if message else gr.update(), live
 
     mic.stream(chunk, inputs=[mic, state, hop, window, seed, settings.prompt,
@@ -107,10 +107,11 @@ def _on_chunk(folders, models, session, live: LiveState, audio, hop: float, wind
         return None
     missed = boundary - live.last_hop - 1 if live.last_hop >= 0 else boundary - 1
     live.last_hop = boundary
-    if not models.loaded(fast):
-        missed = 0  # the first image waits for the models to load; that is not falling behind
     loading = not models.loaded(fast)
+    if loading:
+        missed = 0  # the first image waits for the models to load; that is not falling behind
     model = models.get(fast)
+    models.check_open()
     if not models.unet.acquire(blocking=False):
         live.skipped += 1
         return f"skipped a window: another request is using the model ({live.skipped} skipped)"
@@ -118,13 +119,15 @@ def _on_chunk(folders, models, session, live: LiveState, audio, hop: float, wind
         began = time.monotonic()
         token = model.embed((live.audio, live.rate), duration=window)
         image = model.generate_from_token(token, n=1, seed=live.seed, prompt=prompt,
+                                          on_step=lambda done, total: models.check_open(),
                                           **settings)[0]
         took = time.monotonic() - began
     finally:
         models.unet.release()
-    if not live.folder.is_dir():  # the session ended while this image rendered: drop it
-        return None
-    _show(live, image, took)
+    if not folders.keep(session, lambda: _show(live, image, took)):
+        return None  # the session ended while this image rendered
+    if loading:  # the hops that passed while the models loaded were not skipped renders
+        live.last_hop = int((time.monotonic() - live.started) / hop)
     live.skipped += missed
     message = f"image {live.count} took {took:.1f} s" + (" (after loading the models)" if loading else "")
     if missed:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from audiotoken_cli.errors import UsageError
+
 
 @dataclass
 class SharedModels:
@@ -22,8 +24,21 @@ class SharedModels:
     fast_options: dict = field(default_factory=dict)
     unet: threading.Lock = field(default_factory=threading.Lock)
     """Held around every render: two browser tabs never run the UNet at the same time."""
+    closing: threading.Event = field(default_factory=threading.Event)
     _models: dict = field(default_factory=dict)
     _loading: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_open(self) -> None:
+        """Called between steps and frames: once the server is stopping, the render in flight
+        ends at its next step instead of running on into interpreter shutdown."""
+        if self.closing.is_set():
+            raise UsageError("the server is shutting down")
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop taking renders and wait for the one in flight to end."""
+        self.closing.set()
+        if self.unet.acquire(timeout=timeout):
+            self.unet.release()
 
     def loaded(self, fast: bool) -> bool:
         return fast in self._models

@@ -54,7 +54,7 @@ def serve(options: UiOptions, on_ready=print) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     stop = threading.Event()
     previous = _on_signals(stop)
-    demo = None
+    demo = models = None
     try:
         models = SharedModels(options.load, options.fast_load)
         demo = build_app(folders, models)
@@ -73,6 +73,8 @@ def serve(options: UiOptions, on_ready=print) -> None:
                  f"outputs are kept in {folders.root} until then)")
         stop.wait()
     finally:
+        if models is not None:
+            models.close()  # no thread may still be inside torch when the interpreter exits
         if demo is not None:
             demo.close()
         folders.remove_all()

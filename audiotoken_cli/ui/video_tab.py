@@ -56,7 +56,6 @@ def _video(folders, models, session, audio_path, options, fast, progress):
     """Runs ``AudioToken.video`` in a worker thread and relays its events to the page."""
     import audiotoken_cli as audiotoken
 
-    upload = None
     try:
         upload = folders.checked_upload(audio_path, "a recording")
         note = loading_note(models, fast)
@@ -69,6 +68,7 @@ def _video(folders, models, session, audio_path, options, fast, progress):
         counts = {"keyframes": 0, "keyframe": 0, "frames": 0, "frame": 0}
 
         def count(name, value=None):
+            models.check_open()
             counts[name] = value if value is not None else counts[name] + 1
             messages.put(("progress", None))
 
@@ -77,6 +77,7 @@ def _video(folders, models, session, audio_path, options, fast, progress):
             on_keyframe=lambda: count("keyframe"),
             on_frames=lambda total: count("frames", total),
             on_frame=lambda: count("frame"),
+            on_step=models.check_open,
             on_storyboard=lambda path: messages.put(("storyboard", path)))
 
         def work():
@@ -86,6 +87,8 @@ def _video(folders, models, session, audio_path, options, fast, progress):
                                                       events=events, **options)))
             except BaseException as error:  # noqa: BLE001 - relayed to the page
                 messages.put(("error", error))
+            finally:
+                folders.discard_if_ended(session, output)
 
         began = time.monotonic()
         threading.Thread(target=work, daemon=True, name="audiotoken-video").start()
@@ -105,7 +108,7 @@ def _video(folders, models, session, audio_path, options, fast, progress):
                        f"{upload.name}: {counts['keyframes']} keyframes, video in {seconds:.1f} s")
                 return
     except Exception as error:  # noqa: BLE001
-        yield gr.update(), gr.update(), one_line(error, upload)
+        yield gr.update(), gr.update(), one_line(error, folders.root)
 
 
 def _show(progress, counts) -> None:
