@@ -35,7 +35,7 @@ def build(folders: ServerFolders, models: SharedModels, settings: Settings) -> N
             status = gr.Markdown("", elem_id="video-status")
             storyboard = gr.Image(label="Storyboard", type="filepath", interactive=False,
                                   elem_id="storyboard")
-            player = gr.Video(label="Video", interactive=False, elem_id="video-player")
+            player = gr.Video(label="Video", interactive=False, height=420, elem_id="video-player")
 
     def run(upload_path, seed_value, hop_value, fps_value, only_keys, prompt, negative, steps,
             guidance, scheduler, width, height, fast, request: gr.Request,
