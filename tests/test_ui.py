@@ -128,3 +128,19 @@ def test_stopping_the_server_removes_every_upload_and_output(parts, stop):
     (server.root / "sessions").mkdir(exist_ok=True)
     assert server.stop(stop) == 0
     assert not server.root.exists()
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(parts):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "audiotoken_cli", "ui", "--port", str(port),
+                               "--sd", str(parts["sd"]), "--offline"], capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}"), done.stderr
+    assert "Traceback" not in done.stderr

@@ -124,15 +124,16 @@ def screenshot(driver, name: str) -> None:
     driver.save_screenshot(str(DOCS / f"ui-{name}.png"))
 
 
+def cli_model_args(parts) -> list[str]:
+    """The server's model options, less the fast switch's weights (the plain model's run)."""
+    return model_args({role: path for role, path in parts.items()
+                       if role not in ("lcm_lora", "taesd")})
+
+
 def cli_images(parts, sound: Path, out: Path, seed: int, n: int) -> list[Path]:
     argv = ["generate", str(sound), "-n", str(n), "--seed", str(seed), "-o", str(out),
             "--steps", str(SMALL["steps"]), "-W", str(SMALL["width"]), "-H",
-            str(SMALL["height"]), *[a for a in model_args(parts) if a not in ("--offline",)]]
-    argv = [a for a in argv]
-    for fast_only in ("--lcm-lora", "--taesd"):
-        if fast_only in argv:
-            index = argv.index(fast_only)
-            del argv[index:index + 2]
+            str(SMALL["height"]), *cli_model_args(parts)]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     return [out / f"{sound.stem}_seed{seed + i}.png" for i in range(n)]
@@ -140,6 +141,8 @@ def cli_images(parts, sound: Path, out: Path, seed: int, n: int) -> list[Path]:
 
 def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, server, parts,
                                                                      tmp_path):
+    from selenium.webdriver.common.by import By
+
     sound = write_audio(tmp_path / "bell.wav", tone(3.0, freq=330, seed=2))
     upload(browser, "generate-upload", sound)
     small_settings(browser, seed=11, n=2)
@@ -163,6 +166,24 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
         assert ours == theirs
         assert page.text["parameters"] == cli.text["parameters"]
 
+    # "Reuse this image's settings" puts the second image's seed back into the form.
+    set_value(browser, "seed", 99)
+    wait_for(browser, "#gallery button img", count=2)[1].click()
+    click(browser, "reuse")
+    wait_for(browser, "#generate-status", text="settings of image 2 (seed 12)")
+    assert browser.find_element(By.CSS_SELECTOR, "#seed input").get_attribute("value") == "12"
+
+    # "Download the audio token": the file `audiotoken embed` writes for the same sound.
+    click(browser, "token-button")
+    link = wait_for(browser, "#token-file a[href]", timeout=60)[0].get_attribute("href")
+    with urllib.request.urlopen(link) as response:
+        (tmp_path / "page.safetensors").write_bytes(response.read())
+    embed_models = {role: parts[role] for role in ("audio_encoder", "embedder")}
+    embed = CliRunner().invoke(app, ["embed", str(sound), "-o", str(tmp_path / "embed"),
+                                     *model_args(embed_models)])
+    assert embed.exit_code == 0, embed.output
+    assert_same_token(tmp_path / "page.safetensors", tmp_path / "embed" / "bell.safetensors")
+
     bad = tmp_path / "notes.wav"
     bad.write_text("this is a text file, not a sound\n" * 50)
     upload(browser, "generate-upload", bad)
@@ -176,6 +197,21 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
     set_value(browser, "num-images", 1)
     click(browser, "generate-button")
     wait_for(browser, "#generate-status", text="made 1 image of rain.wav", timeout=120)
+
+    set_value(browser, "prompt", "a photo")
+    click(browser, "generate-button")
+    status = wait_for(browser, "#generate-status", text="error:", timeout=60)[0].text
+    assert "'a photo' does not contain the placeholder <*>" in status, status
+
+
+def assert_same_token(page: Path, cli: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(page), "pt") as ours, safe_open(str(cli), "pt") as theirs:
+        assert ours.get_tensor("emb_params").equal(theirs.get_tensor("emb_params"))
+        mine, made = ours.metadata(), theirs.metadata()
+    same = {key for key in made if "path" not in key}
+    assert {k: mine[k] for k in same} == {k: made[k] for k in same}
 
 
 def test_video_tab_shows_the_storyboard_then_plays_the_mp4(browser, server, tmp_path):
