@@ -68,6 +68,21 @@ def wait_for(driver, css: str, count: int = 1, timeout: float = 60, text: str | 
                          f"status lines: {statuses}")
 
 
+def texts_until(driver, css: str, final: str, timeout: float = 120) -> list[str]:
+    """Every text the element showed until it showed ``final`` (progress, loading notes)."""
+    from selenium.webdriver.common.by import By
+
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = driver.find_element(By.CSS_SELECTOR, css).text.replace("\n", " ")
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if final in text:
+            return seen
+        time.sleep(0.1)
+    raise AssertionError(f"{css} never showed {final!r}; it showed {seen[-5:]}")
+
+
 def set_value(driver, elem_id: str, value) -> None:
     """Type into a number box, a slider's number box or a textbox, as a user would."""
     from selenium.webdriver.common.by import By
@@ -147,7 +162,8 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
     upload(browser, "generate-upload", sound)
     small_settings(browser, seed=11, n=2)
     click(browser, "generate-button")
-    wait_for(browser, "#generate-status", text="made 2 images of bell.wav", timeout=120)
+    seen = texts_until(browser, "#generate-status", "made 2 images of bell.wav")
+    assert any("loading models" in text for text in seen), seen  # the first request loads them
     wait_for(browser, "#gallery img", count=2)
     urls = gallery_urls(browser, "gallery")
     assert len(urls) == 2, urls
@@ -194,9 +210,11 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
 
     good = write_audio(tmp_path / "rain.wav", tone(2.0, freq=900, seed=4))
     upload(browser, "generate-upload", good)
-    set_value(browser, "num-images", 1)
+    set_value(browser, "steps", 40)  # long enough to watch the progress line
     click(browser, "generate-button")
-    wait_for(browser, "#generate-status", text="made 1 image of rain.wav", timeout=120)
+    seen = texts_until(browser, "body", "made 2 images of rain.wav")
+    assert any("2 images × 40 steps:" in text and "of 80 image-steps" in text for text in seen)
+    set_value(browser, "steps", SMALL["steps"])
 
     set_value(browser, "prompt", "a photo")
     click(browser, "generate-button")

@@ -53,6 +53,12 @@ def render_settings(steps, guidance, scheduler, width, height, negative_prompt, 
     return settings
 
 
+def progress_text(done: int, total: int, n: int, steps: int) -> str:
+    """The API counts image-steps; images of one UNet batch advance together, so the line names
+    both counts rather than guessing which image is on which step."""
+    return f"{n} image{'s' * (n != 1)} × {steps} steps: {done} of {total} image-steps"
+
+
 def chosen_seed(value) -> int:
     """The page's seed; -1 or empty (A1111's convention) draws a random one."""
     return secrets.randbelow(MAX_SEED) if value is None or int(value) < 0 else int(value)
@@ -151,8 +157,7 @@ def _generate(folders, models, session, audio_path, prompt, negative, seed, n, s
 
         def on_step(done: int, total: int) -> None:
             models.check_open()
-            image, step = min(done // steps + 1, n), done - (min(done // steps + 1, n) - 1) * steps
-            progress((done, total), desc=f"image {image} of {n}, step {step} of {steps}")
+            progress((done, total), desc=progress_text(done, total, n, steps))
 
         began = time.monotonic()
         with models.unet:
