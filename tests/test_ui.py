@@ -144,3 +144,19 @@ def test_a_port_in_use_is_one_line_and_exit_2(parts):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_help_names_the_safe_defaults_without_importing_gradio_or_torch():
+    code = ("import sys; sys.argv = ['audiotoken', 'ui', '--help']\n"
+            "from audiotoken_cli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', sorted(m for m in ('gradio', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "COLUMNS": "100"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("loaded: []")
+    assert "--host ADDRESS" in done.stdout and "[default: 127.0.0.1]" in done.stdout
+    assert "--share / --no-share" in done.stdout and "[default: no-share]" in done.stdout
+    for option in ("--max-upload-mb", "--max-duration", "--embedder", "--lcm-lora", "--device"):
+        assert option in done.stdout
+    assert "list[str]" not in done.stdout and "<float>" not in done.stdout
