@@ -108,9 +108,11 @@ def build(folders: ServerFolders, models: SharedModels) -> Settings:
     settings = Settings(prompt, negative, seed, num_images, steps, guidance, scheduler, width,
                         height, fast)
     selected = gr.State(None)
+    shown = gr.State([])  # the gallery's PNG paths, held by the server: never sent back by the page
 
     dice.click(lambda: secrets.randbelow(MAX_SEED), outputs=seed, queue=False)
-    fast.change(_sampler_defaults, inputs=fast, outputs=[steps, guidance, scheduler], queue=False)
+    # .input, not .change: "reuse this image's settings" sets the switch without resetting them
+    fast.input(_sampler_defaults, inputs=fast, outputs=[steps, guidance, scheduler], queue=False)
 
     def run(upload_path, record_path, prompt, negative, seed, n, steps, guidance, scheduler,
             width, height, fast, request: gr.Request, progress=gr.Progress()):
@@ -118,16 +120,16 @@ def build(folders: ServerFolders, models: SharedModels) -> Settings:
                              prompt, negative, seed, n, steps, guidance, scheduler, width, height,
                              fast, progress=progress)
 
-    go.click(run, inputs=[upload, record, *settings.inputs()], outputs=[gallery, status],
-             api_name="generate",
-             concurrency_id="unet", concurrency_limit=1)
+    go.click(run, inputs=[upload, record, *settings.inputs()], outputs=[gallery, status, shown],
+             api_name="generate", concurrency_id="unet", concurrency_limit=1)
+
     def chosen(event: gr.SelectData):
         return event.index
 
     gallery.select(chosen, outputs=selected, queue=False)
-    reuse.click(_reuse, inputs=[gallery, selected],
-                outputs=[prompt, negative, seed, steps, guidance, scheduler, width, height, status],
-                queue=False)
+    reuse.click(_reuse, inputs=[shown, selected],
+                outputs=[prompt, negative, seed, steps, guidance, scheduler, width, height, fast,
+                         status], queue=False)
 
     def token(upload_path, record_path, fast, request: gr.Request):
         return _token(folders, models, request.session_hash, upload_path or record_path, fast)
@@ -149,11 +151,12 @@ def _generate(folders, models, session, audio_path, prompt, negative, seed, n, s
         upload = folders.checked_upload(audio_path)
         note = loading_note(models, fast)
         if note:
-            yield gr.update(), note
+            yield gr.update(), note, gr.update()
         model = models.get(fast)
         n, steps = int(n), int(steps)
         seed = chosen_seed(seed)
-        yield gr.update(), f"rendering {n} image{'s' * (n != 1)} of {upload.name}, seed {seed}…"
+        rendering = f"rendering {n} image{'s' * (n != 1)} of {upload.name}, seed {seed}…"
+        yield gr.update(), rendering, gr.update()
 
         def on_step(done: int, total: int) -> None:
             models.check_open()
@@ -170,9 +173,9 @@ def _generate(folders, models, session, audio_path, prompt, negative, seed, n, s
         folders.keep(session, lambda: [_save(image, Path(path))
                                        for image, path in zip(images, paths)])
         yield paths, (f"made {len(paths)} image{'s' * (len(paths) != 1)} of {upload.name} in "
-                      f"{time.monotonic() - began:.1f} s, seeds {seed}–{seed + n - 1}")
+                      f"{time.monotonic() - began:.1f} s, seeds {seed}–{seed + n - 1}"), paths
     except Exception as error:  # noqa: BLE001 - every failure becomes one line in the page
-        yield gr.update(), one_line(error, folders.root)
+        yield gr.update(), one_line(error, folders.root), gr.update()
 
 
 def _save(image, path: Path) -> None:
@@ -181,15 +184,18 @@ def _save(image, path: Path) -> None:
     audiotoken.save_image(image, path)
 
 
-def _reuse(gallery, index):
+def _reuse(paths, index):
     """Every setting that changes the pixels, read back from the chosen PNG's JSON chunk."""
-    if not gallery or index is None or index >= len(gallery):
-        return *[gr.update()] * 8, "error: choose an image in the gallery first"
-    path = gallery[index][0] if isinstance(gallery[index], (tuple, list)) else gallery[index]
-    record = json.loads(Image.open(path).text["audiotoken"])
-    scheduler = record["scheduler"] if record["scheduler"] in SCHEDULERS else gr.update()
+    if not paths or index is None or index >= len(paths) or not Path(paths[index]).is_file():
+        return *[gr.update()] * 9, "error: choose an image in the gallery first"
+    record = json.loads(Image.open(paths[index]).text["audiotoken"])
+    fast = record["scheduler"] not in SCHEDULERS  # "lcm": made with the fast switch
     return (record["prompt"], record["negative_prompt"], record["seed"], record["steps"],
-            record["guidance"], scheduler, record["width"], record["height"],
+            record["guidance"],
+            gr.update(interactive=False) if fast else gr.update(value=record["scheduler"],
+                                                                 interactive=True),
+            record["width"],
+            record["height"], fast,
             f"settings of image {index + 1} (seed {record['seed']}) are in the form")
 
 
