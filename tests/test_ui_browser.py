@@ -266,6 +266,15 @@ def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
         from selenium.webdriver.common.by import By
 
         driver.find_element(By.CSS_SELECTOR, "#fast input[type=checkbox]").click()  # LCM path
+        set_value(driver, "num-images", 1)
+
+        # A recording made in the Generate tab is a sound like an upload.
+        wait_for(driver, "#generate-record button.record-button")[0].click()
+        time.sleep(2)
+        wait_for(driver, "#generate-record button.stop-button")[0].click()
+        wait_for(driver, "#generate-record audio", visible=False)
+        click(driver, "generate-button")
+        wait_for(driver, "#generate-status", text="made 1 image of", timeout=120)
 
         driver.find_element(By.ID, "tab-live-button").click()
         set_value(driver, "live-hop", 1)
