@@ -31,7 +31,7 @@ def served(parts, tmp_path_factory):
     home = tmp_path_factory.mktemp("server-cwd")
     (home / "secret.txt").write_text(SECRET)
     (home.parent / "outside.txt").write_text(SECRET)
-    server = start_server(parts, cwd=home)
+    server = start_server(parts, "--max-upload-mb", "1", cwd=home)
     yield server, home
     assert server.stop() == 0
 
@@ -160,3 +160,13 @@ def test_help_names_the_safe_defaults_without_importing_gradio_or_torch():
     for option in ("--max-upload-mb", "--max-duration", "--embedder", "--lcm-lora", "--device"):
         assert option in done.stdout
     assert "list[str]" not in done.stdout and "<float>" not in done.stdout
+
+
+def test_an_upload_over_the_cap_is_refused_by_the_server(served, tmp_path):
+    server, _ = served
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\0" * (1024 * 1024 + 1))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        upload_file(server, big)
+    assert refused.value.code == 413
+    assert not list(server.root.rglob("big.wav"))
