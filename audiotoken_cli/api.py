@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
@@ -36,11 +36,18 @@ import numpy as np
 import torch
 
 from audiotoken_cli import validation
-from audiotoken_cli.config import (CALL_FIELDS, LOAD_FIELDS, PAPER_PROMPT, CallSettings,
-                                   LoadSettings, RuntimeSettings, Window)
+from audiotoken_cli.config import (
+    CALL_FIELDS,
+    LOAD_FIELDS,
+    PAPER_PROMPT,
+    CallSettings,
+    LoadSettings,
+    RuntimeSettings,
+    Window,
+)
 from audiotoken_cli.errors import AudioTokenError, UsageError
 from audiotoken_cli.validation import check_generate_options, check_window
-from audiotoken_cli.video import VideoEvents
+from audiotoken_cli.video import VideoEvents, VideoResult
 
 __all__ = ["AudioToken", "VideoEvents", "VideoResult", "load", "save_image", "train"]
 
@@ -261,7 +268,11 @@ class AudioToken:
         return replace(self._model.default_call(), prompt=prompt, window=window, **values)
 
     def _images(self, sound, n: int, seed: int | None, call: CallSettings, on_step) -> list:
-        from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderFailure, Request
+        from audiotoken_cli.pipeline.renderer import (
+            ImageRenderer,
+            RenderFailure,
+            Request,
+        )
 
         seed = secrets.randbelow(2**31) if seed is None else seed
         # The CLI's range checks, before the pipeline is needed (an embed-only model says so
@@ -281,19 +292,6 @@ class AudioToken:
             result.image.info["audiotoken"] = json.dumps(result.info, sort_keys=True)
             images.append(result.image)
         return images
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    """What ``AudioToken.video`` wrote: each path, or None where that output was not asked for
-    (``storyboard``, ``keyframes``: the folder of keyframe PNGs) or not made (``mp4`` with
-    ``video=False``)."""
-
-    mp4: Path | None = None
-    sidecar: Path | None = None
-    tokens: Path | None = None
-    storyboard: Path | None = None
-    keyframes: Path | None = None
 
 
 def save_image(image, path: str | os.PathLike) -> None:

@@ -77,12 +77,6 @@ def expand_arguments(arguments: Iterable[str]) -> Iterator[InputFile | InputProb
             yield InputProblem(argument, error)
 
 
-def expand_inputs(arguments: Iterable[str]) -> Iterator[Path | InputError]:
-    """``expand_arguments`` as a stream of paths and errors."""
-    for entry in expand_arguments(arguments):
-        yield entry.path if isinstance(entry, InputFile) else entry.error
-
-
 def _argument_root(argument: str) -> Path | None:
     """The folder outputs mirror from: a folder itself, a pattern's leading fixed part
     (``data`` for ``data/**/*.mp4``); None for a single file (its own folder)."""

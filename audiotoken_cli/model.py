@@ -14,21 +14,64 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import CallSettings, GenerateSettings, LoadSettings
-from audiotoken_cli.errors import UsageError
+from audiotoken_cli.errors import ModelError, UsageError
+from audiotoken_cli.models.beats import BEATs
+from audiotoken_cli.models.embedder import LoadedEmbedder
+from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 from audiotoken_cli.render.batches import Conditioning, Job, Rendered, render_stream
 from audiotoken_cli.render.diffusion import RenderSettings
 
 LCM_SCHEDULER = "lcm"
 
 
+@dataclass
+class AudioTokenizer:
+    """A frozen BEATs and an embedder on one device: waveforms in, tokens out (the first half
+    of the data path, which ``embed`` runs alone)."""
+
+    beats: BEATs
+    embedder: LoadedEmbedder
+    device: torch.device
+    dtype: torch.dtype
+    audio_encoder_path: Path
+
+    @classmethod
+    def load(cls, audio_encoder: Path, embedder: Path, device: torch.device,
+             dtype: torch.dtype) -> AudioTokenizer:
+        """Audio encoder, then embedder; their widths must fit (load_model's first stages)."""
+        beats = load_beats_fast(audio_encoder, device=device, dtype=dtype)
+        loaded = load_embedder_fast(embedder, device=device)
+        features = beats.cfg.output_dim
+        if loaded.model.config.input_dim != features:
+            raise ModelError(
+                f"{embedder}: the embedder expects {loaded.model.config.input_dim}-wide audio "
+                f"features but {audio_encoder} gives {features} (3 layers × "
+                f"{beats.cfg.encoder_embed_dim}); use the audio encoder it was trained with"
+            )
+        return cls(beats, loaded, device, dtype, Path(audio_encoder))
+
+    @property
+    def token_dim(self) -> int:
+        return self.embedder.model.config.token_dim
+
+    @torch.inference_mode()
+    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """waveforms (B, S) float32 at 16 kHz → tokens (B, d) float32."""
+        fbank = beats_fbank(waveforms.to(self.device))  # (B, T, 128), always float32
+        features = self.beats(fbank.to(self.dtype))  # (B, N, 3·D)
+        # The embedder is small; running it in float32 keeps tokens exact on every device.
+        return self.embedder.model(features.float()).float()
+
+
 def load_model(settings: LoadSettings) -> LoadedModel:
     """Load every model ``settings`` names (a bad model fails here, before any audio work)."""
     from audiotoken_cli.devices import resolve_device, resolve_dtype
-    from audiotoken_cli.pipeline.tokens import AudioTokenizer
 
     # resolve
     device = resolve_device(settings.runtime.device)

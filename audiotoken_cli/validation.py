@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from audiotoken_cli.config import EmbedSettings, GenerateSettings, TrainSettings, Window
+from audiotoken_cli.config import Window
 from audiotoken_cli.errors import UsageError
 
 MAX_SEED = 2**63 - 1
@@ -94,10 +94,6 @@ def check_output_folder(path, name: str = "--output-dir") -> None:
         raise UsageError(f"{name} {folder}: cannot write in {existing} (permission denied)")
 
 
-def _fields(settings) -> Mapping:
-    return settings if isinstance(settings, Mapping) else vars(settings)
-
-
 def check_generate_options(options: Mapping) -> None:
     """Range checks for ``generate``'s options (GenerateSettings fields; missing ones skipped)."""
     window = options.get("window")
@@ -135,15 +131,3 @@ def check_train_options(options: Mapping) -> None:
             check_number("--" + name.replace("_", "-"), options[name], 0.0, sys.float_info.max)
     if options.get("output") is not None:
         check_output_folder(options["output"], "--output")
-
-
-def validate_generate(settings: GenerateSettings) -> None:
-    check_generate_options(_fields(settings))
-
-
-def validate_embed(settings: EmbedSettings) -> None:
-    check_embed_options(_fields(settings))
-
-
-def validate_train(settings: TrainSettings) -> None:
-    check_train_options(_fields(settings))

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import audiotoken_cli as audiotoken
 from audiotoken_cli.cli import app
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
+from fast_factories import make_lcm_lora, make_tiny_taesd
 from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
 
 import audiotoken_cli as audiotoken
 from audiotoken_cli.cli import app
-from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
-from fast_factories import make_lcm_lora, make_tiny_taesd
 
 pytest.importorskip("peft")
 

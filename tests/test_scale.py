@@ -21,7 +21,7 @@ from PIL import Image
 
 from audiotoken_cli.audio.decode import load_window
 from audiotoken_cli.config import GenerateSettings, RuntimeSettings, Window
-from audiotoken_cli.files import InputError, expand_inputs
+from audiotoken_cli.files import InputProblem, expand_arguments
 from audiotoken_cli.pipeline.generate import GenerateEvents, generate_files
 from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderedImage, RenderFailure
 from factories import make_paper_embedder, make_tiny_sd, tone, write_audio
@@ -127,13 +127,13 @@ def test_inputs_are_expanded_lazily(tmp_path):
     ahead. (10,000 files start at once for the same reason.)"""
     for folder in ("a", "b", "c"):
         make_clips(tmp_path / folder, 2, seconds=0.1)
-    stream = expand_inputs([str(tmp_path)])
+    stream = (entry.path for entry in expand_arguments([str(tmp_path)]))
     assert next(stream).name == "clip000.wav"
     late = write_audio(tmp_path / "c" / "clip999.wav", tone(0.1))
     rest = list(stream)
     assert late in rest and len(rest) == 6
-    errors = list(expand_inputs([str(tmp_path / "nothing*.wav")]))
-    assert len(errors) == 1 and isinstance(errors[0], InputError)
+    errors = list(expand_arguments([str(tmp_path / "nothing*.wav")]))
+    assert len(errors) == 1 and isinstance(errors[0], InputProblem)
 
 
 def test_ten_thousand_files_start_rendering_at_once(models, tmp_path):
@@ -147,9 +147,9 @@ def test_ten_thousand_files_start_rendering_at_once(models, tmp_path):
     pulled = []
 
     def sources():
-        for path in expand_inputs([str(folder)]):
-            pulled.append(path)
-            yield path
+        for entry in expand_arguments([str(folder)]):
+            pulled.append(entry.path)
+            yield entry.path
 
     started = time.perf_counter()
     stream = generate_files(sources(), settings(models, output_dir=tmp_path / "out"))

@@ -17,11 +17,11 @@ from audiotoken_cli.config import Window
 from audiotoken_cli.errors import UsageError
 from audiotoken_cli.validation import (
     MAX_SEED,
+    check_embed_options,
+    check_generate_options,
     check_output_folder,
     check_seed,
     check_window,
-    validate_embed,
-    validate_generate,
 )
 
 runner = CliRunner()
@@ -125,18 +125,18 @@ def test_library_checks_match_the_cli(tmp_path):
     assert not (tmp_path / "new").exists()  # and checking does not create it
 
 
-def test_settings_validators_use_the_same_checks(tmp_path):
+def test_settings_dataclasses_pass_the_same_checks(tmp_path):
     from audiotoken_cli.config import EmbedSettings, GenerateSettings
 
     bad = GenerateSettings(sd=tmp_path, audio_encoder=tmp_path, embedder=tmp_path, seed=2**64)
     with pytest.raises(UsageError, match="--seed"):
-        validate_generate(bad)
+        check_generate_options(vars(bad))
     with pytest.raises(UsageError, match="multiple of 8"):
-        validate_generate(GenerateSettings(sd=tmp_path, audio_encoder=tmp_path,
-                                           embedder=tmp_path, seed=0, height=100))
+        check_generate_options(vars(GenerateSettings(sd=tmp_path, audio_encoder=tmp_path,
+                                                     embedder=tmp_path, seed=0, height=100)))
     with pytest.raises(UsageError, match="--start"):
-        validate_embed(EmbedSettings(audio_encoder=tmp_path, embedder=tmp_path,
-                                     window=Window(start=float("nan"))))
+        check_embed_options(vars(EmbedSettings(audio_encoder=tmp_path, embedder=tmp_path,
+                                               window=Window(start=float("nan")))))
 
 
 def test_python_api_train_checks_before_loading(tmp_path):

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from audiotoken_cli.cli import app
 from audiotoken_cli.config import GenerateSettings, RuntimeSettings
-from audiotoken_cli.video.storyboard import LABEL_HEIGHT, grid_shape
 from audiotoken_cli.video import VideoEvents, VideoSettings, video_files
+from audiotoken_cli.video.storyboard import LABEL_HEIGHT, grid_shape
 
 DATA = Path(__file__).parent / "data"
 TINY_BEATS = DATA / "tiny_beats.pt"

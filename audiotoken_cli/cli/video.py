@@ -10,27 +10,27 @@ import typer
 from audiotoken_cli.cli.app import app
 from audiotoken_cli.cli.generate import Scheduler, check_fast_options, check_fast_paths
 from audiotoken_cli.cli.options import (
-    CompileOption,
-    FastOption,
-    LcmLoraOption,
-    TaesdOption,
-    LoraOption,
-    LowVramOption,
-    SafetyCheckerOption,
-    ToolCommand,
     AudioEncoderOption,
     AudioInputs,
+    CompileOption,
     Device,
     DeviceOption,
     Dtype,
     DtypeOption,
     EmbedderOption,
+    FastOption,
+    LcmLoraOption,
+    LoraOption,
+    LowVramOption,
     ModelOption,
     OfflineOption,
     OutputDir,
     OverwriteOption,
     QuietOption,
+    SafetyCheckerOption,
     SdOption,
+    TaesdOption,
+    ToolCommand,
 )
 from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch
 

@@ -4,11 +4,14 @@ skipped with the reason."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from audiotoken_cli.eval.metrics import Figure, fid_kid, mean_figure, skipped, win_rate
-from audiotoken_cli.eval.run import MODEL_IDS, Evaluator, Row, _Store
+
+if TYPE_CHECKING:  # run.py calls into this module; the types only name what it hands over
+    from audiotoken_cli.eval.run import Evaluator, Row, _Store
 
 
 def corpus_figures(rows: list[Row], store: _Store, ev: Evaluator, real: Path | None,
@@ -132,5 +135,5 @@ def _missing_model(ev: Evaluator, *roles: str) -> str:
     for role in roles:
         spec = ev.models[role]
         if ev.model(role) is None:
-            return f"no {MODEL_IDS[role]} weights ({spec.error or 'not given'})"
+            return f"no {spec.label} weights ({spec.error or 'not given'})"
     return ""

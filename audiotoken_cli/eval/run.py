@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from audiotoken_cli.errors import AudioTokenError
+from audiotoken_cli.eval.figures import corpus_figures
 from audiotoken_cli.eval.metrics import Figure, cosines
 from audiotoken_cli.eval.pairing import Folder, Pair, pair_images, read_real_picture
 
@@ -32,8 +33,12 @@ class Model:
     sha256: str | None = None
     error: str | None = None
 
+    @property
+    def label(self) -> str:
+        return MODEL_IDS[self.role]
+
     def as_json(self) -> dict:
-        body = {"id": MODEL_IDS[self.role], "source": self.source,
+        body = {"id": self.label, "source": self.source,
                 "path": str(self.path) if self.path else None, "sha256": self.sha256}
         return {**body, "error": self.error} if self.error else body
 
@@ -126,8 +131,6 @@ def evaluate(images: list[Path], audio: Path, real: Path | None, labels_file: Pa
         done += len(batch)
         evaluator.progress(done)
     classes = sorted(set(labels.values())) if labels else []
-    from audiotoken_cli.eval.figures import corpus_figures
-
     figures = corpus_figures(rows, store, evaluator, real, labels_file, classes)
     caches = evaluator.caches.values()
     return Result(rows, figures, evaluator.models, len(classes),

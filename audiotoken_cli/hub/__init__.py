@@ -6,6 +6,7 @@ an ``https://`` URL or a hub id (``owner/name[@revision][/path]``, ``spaces/`` f
 - ``specs``: what the user typed, parsed; presets (built in and user TOML).
 - ``fetch``: a spec to a local path; hub downloads, sha256 verification, one-line errors.
 - ``urls``: plain https downloads, resumed across runs.
+- ``network``: offline mode, reachability and the network's errors, in one line each.
 - ``progress``: the rich download bars.
 - ``cache``: what is already here, without the network (``download --list``, offline runs).
 """
@@ -17,14 +18,13 @@ from audiotoken_cli.hub.cache import (
                                       preset_status,
 )
 from audiotoken_cli.hub.fetch import (
-                                      check_reachable,
                                       choose_files,
                                       hub_cache_dir,
-                                      is_offline,
                                       resolve,
                                       resolve_components,
                                       verify_sha256,
 )
+from audiotoken_cli.hub.network import check_reachable, is_offline
 from audiotoken_cli.hub.specs import (
                                       BUILTIN_PRESETS,
                                       DEFAULT_PRESET,

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from audiotoken_cli.errors import ModelError
-from audiotoken_cli.hub.fetch import (
+from audiotoken_cli.hub.network import (
     _explained,
     _missing_offline,
     check_reachable,

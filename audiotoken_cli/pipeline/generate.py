@@ -14,15 +14,27 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.files import FileResult, OutputClaims, remove_stale_partials
-from audiotoken_cli.pipeline.naming import plan_images
-from audiotoken_cli.pipeline.renderer import ImageRenderer, RenderFailure, Request, Sound
+from audiotoken_cli.files import FileResult
+from audiotoken_cli.pipeline.metadata import same_settings
+from audiotoken_cli.pipeline.naming import (
+    PlannedImage,
+    image_path,
+    pixel_settings,
+    settings_tag,
+)
+from audiotoken_cli.pipeline.perfile import claim_files
+from audiotoken_cli.pipeline.renderer import (
+    ImageRenderer,
+    RenderFailure,
+    Request,
+    Sound,
+)
 from audiotoken_cli.pipeline.writer import PngWriter
 from audiotoken_cli.render.prompt import check_prompt
 
@@ -92,12 +104,13 @@ class _Ledger:
 
 def generate_files(sources: Iterable[Path], settings: GenerateSettings,
                    events: GenerateEvents | None = None,
-                   roots: Mapping[Path, Path] | None = None, *, rank: int = 0, world: int = 1
-                   ) -> Iterator[FileResult]:
+                   roots: Mapping[Path, Path] | None = None, *, rank: int = 0, world: int = 1,
+                   model=None) -> Iterator[FileResult]:
     """Render ``settings.num_images`` images per source; yield one result per source (this
     rank's sources only: those whose input index is ``rank`` modulo ``world``), in input order.
     Models load only when some file needs an image. ``roots``: each source's input root,
-    mirrored under ``settings.output_dir`` (filled as the sources stream in)."""
+    mirrored under ``settings.output_dir`` (filled as the sources stream in). ``model``: a
+    loaded model (model.py) to use instead of loading the one the settings name."""
     events = events or GenerateEvents()
     check_prompt(settings.prompt)
     ledger = _Ledger()
@@ -112,7 +125,7 @@ def generate_files(sources: Iterable[Path], settings: GenerateSettings,
         yield from ledger.ready()
         return
     events.on_phase("loading models")
-    renderer = ImageRenderer.load(settings)
+    renderer = ImageRenderer.load(settings) if model is None else ImageRenderer(model, settings)
     events.on_phase("rendering")
     writer = PngWriter(limit=2 * renderer.batch_size)
     requests = chain([first], (item for item in planned if item is not None))
@@ -147,23 +160,19 @@ def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
           events: GenerateEvents, roots: Mapping[Path, Path], rank: int, world: int
           ) -> Iterator[Request | None]:
     """A request per file with images to make; None for every other file (so the caller can
-    report as it goes). Every rank claims every file's names, so a collision is caught the same
-    way whichever rank owns the file."""
-    claims = OutputClaims()
+    report as it goes). The skeleton (claims, sharding, stale partials) is perfile.py's."""
     dtype = _dtype_name(settings)
-    cleaned: set[Path] = set()
-    for index, source in enumerate(sources):
-        images = plan_images([source], settings, dtype, roots)[source]
-        for folder in {image.path.parent for image in images} - cleaned:
-            cleaned.add(folder)  # hidden partial images a killed run left, before writing beside them
-            remove_stale_partials(folder)
-        collision = claims.claim(source, [image.path for image in images])
-        if index % world != rank:
+    claimed = claim_files(sources, lambda source: plan_images([source], settings, dtype,
+                                                              roots)[source],
+                          lambda images: [image.path for image in images], rank, world)
+    for item in claimed:
+        source, images = item.source, item.plan
+        if not item.mine:
             yield None
             continue
-        if collision is not None:
+        if item.collision is not None:
             ledger.add(_FileState(source, result=FileResult(source, "failed",
-                                                             message=str(collision))))
+                                                             message=str(item.collision))))
             yield None
             continue
         missing = [image for image in images if not image.exists]
@@ -179,6 +188,28 @@ def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
         events.on_total(len(missing), len(missing) * settings.steps)
         yield Request(Sound(source.name, path=source), tuple(image.seed for image in missing),
                       key=state)
+
+
+def plan_images(sources: Sequence[Path], settings: GenerateSettings, dtype: str,
+                roots: Mapping[Path, Path] | None = None) -> dict[Path, list[PlannedImage]]:
+    """Each source's images under the naming rule (naming.py), marked ``exists`` when already
+    made with these settings (read back from the PNG's chunk: metadata.py)."""
+    wanted = pixel_settings(settings, dtype)
+    tag = settings_tag(wanted)
+    plan = {}
+    for source in sources:
+        images = []
+        for seed in range(settings.seed, settings.seed + settings.num_images):
+            path = image_path(source, seed, settings.output_dir, (roots or {}).get(source))
+            if settings.overwrite or not path.exists():
+                images.append(PlannedImage(source, seed, path))
+            elif same_settings(path, wanted):
+                images.append(PlannedImage(source, seed, path, exists=True))
+            else:
+                tagged = path.with_name(f"{path.stem}_{tag}.png")
+                images.append(PlannedImage(source, seed, tagged, exists=tagged.exists()))
+        plan[source] = images
+    return plan
 
 
 def _file_result(state: _FileState) -> FileResult:

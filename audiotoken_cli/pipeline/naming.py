@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,26 +71,3 @@ def settings_tag(settings: dict) -> str:
     """8 hex digits that stand for the settings: the same settings give the same tag."""
     text = json.dumps({k: settings.get(k) for k in PIXEL_SETTINGS}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def plan_images(sources: Sequence[Path], settings: GenerateSettings, dtype: str,
-                roots: Mapping[Path, Path] | None = None) -> dict[Path, list[PlannedImage]]:
-    """Each source's images under the naming rule above, marked ``exists`` when already made."""
-    from audiotoken_cli.pipeline.metadata import same_settings
-
-    wanted = pixel_settings(settings, dtype)
-    tag = settings_tag(wanted)
-    plan = {}
-    for source in sources:
-        images = []
-        for seed in range(settings.seed, settings.seed + settings.num_images):
-            path = image_path(source, seed, settings.output_dir, (roots or {}).get(source))
-            if settings.overwrite or not path.exists():
-                images.append(PlannedImage(source, seed, path))
-            elif same_settings(path, wanted):
-                images.append(PlannedImage(source, seed, path, exists=True))
-            else:
-                tagged = path.with_name(f"{path.stem}_{tag}.png")
-                images.append(PlannedImage(source, seed, tagged, exists=tagged.exists()))
-        plan[source] = images
-    return plan

@@ -1,4 +1,5 @@
-"""Sound → audio token: the first half of the data path, and ``audiotoken embed`` built on it.
+"""``audiotoken embed``: each file's token (the first half of the data path, ``AudioTokenizer``
+in model.py) written as a textual-inversion file, and the token file's format.
 
     waveform (B, S) ─▶ fbank (B, T, 128) ─▶ BEATs (B, N, 3·D) ─▶ embedder ─▶ token (B, d)
 """
@@ -8,67 +9,23 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from audiotoken_cli import __version__
-from audiotoken_cli.audio.fbank import beats_fbank
 from audiotoken_cli.config import EmbedSettings, Window
-from audiotoken_cli.errors import ModelError
 from audiotoken_cli.files import (
     FileResult,
     cached_sha256,
     file_sha256,
-    OutputClaims,
     output_path,
-    remove_stale_partials,
     write_atomically,
 )
-from audiotoken_cli.models.beats import BEATs
-from audiotoken_cli.models.embedder import LoadedEmbedder
-from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
+from audiotoken_cli.model import AudioTokenizer, load_model
 
 TOKEN_KEY = "emb_params"
 """The tensor name diffusers, A1111 and ComfyUI read from a textual-inversion safetensors file."""
-
-
-@dataclass
-class AudioTokenizer:
-    """A frozen BEATs and an embedder on one device: waveforms in, tokens out."""
-
-    beats: BEATs
-    embedder: LoadedEmbedder
-    device: torch.device
-    dtype: torch.dtype
-    audio_encoder_path: Path
-
-    @classmethod
-    def load(cls, audio_encoder: Path, embedder: Path, device: torch.device,
-             dtype: torch.dtype) -> AudioTokenizer:
-        beats = load_beats_fast(audio_encoder, device=device, dtype=dtype)
-        loaded = load_embedder_fast(embedder, device=device)
-        features = beats.cfg.output_dim
-        if loaded.model.config.input_dim != features:
-            raise ModelError(
-                f"{embedder}: the embedder expects {loaded.model.config.input_dim}-wide audio "
-                f"features but {audio_encoder} gives {features} (3 layers × "
-                f"{beats.cfg.encoder_embed_dim}); use the audio encoder it was trained with"
-            )
-        return cls(beats, loaded, device, dtype, Path(audio_encoder))
-
-    @property
-    def token_dim(self) -> int:
-        return self.embedder.model.config.token_dim
-
-    @torch.inference_mode()
-    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """waveforms (B, S) float32 at 16 kHz → tokens (B, d) float32."""
-        fbank = beats_fbank(waveforms.to(self.device))  # (B, T, 128), always float32
-        features = self.beats(fbank.to(self.dtype))  # (B, N, 3·D)
-        # The embedder is small; running it in float32 keeps tokens exact on every device.
-        return self.embedder.model(features.float()).float()
 
 
 def embed_files(sources: Iterable[Path], settings: EmbedSettings,
@@ -103,7 +60,6 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
                 yield entry
 
     from audiotoken_cli.config import LoadSettings
-    from audiotoken_cli.model import load_model
 
     tokenizer = load_model(LoadSettings(settings.audio_encoder, settings.embedder,
                                         runtime=settings.runtime)).tokenizer
@@ -126,19 +82,19 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
 
 def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping[Path, Path],
                 rank: int, world: int) -> Iterator[FileResult | Path]:
-    """This rank's files: a result for those with nothing to do, the path of the others."""
-    claims = OutputClaims()
-    cleaned: set[Path] = set()
-    for index, source in enumerate(sources):
-        target = output_path(source, ".safetensors", settings.output_dir, roots.get(source))
-        if target.parent not in cleaned:  # what a killed run left, before we write beside it
-            cleaned.add(target.parent)
-            remove_stale_partials(target.parent)
-        collision = claims.claim(source, [target])
-        if index % world != rank:
+    """This rank's files: a result for those with nothing to do, the path of the others (the
+    skeleton is perfile.py's)."""
+    from audiotoken_cli.pipeline.perfile import claim_files
+
+    def target_of(source: Path) -> Path:
+        return output_path(source, ".safetensors", settings.output_dir, roots.get(source))
+
+    for item in claim_files(sources, target_of, lambda target: [target], rank, world):
+        source, target = item.source, item.plan
+        if not item.mine:
             continue
-        if collision is not None:
-            yield FileResult(source, "failed", message=str(collision))
+        if item.collision is not None:
+            yield FileResult(source, "failed", message=str(item.collision))
         elif target.exists() and not settings.overwrite:
             yield FileResult(source, "skipped", (target,), "exists; --overwrite replaces it")
         else:
@@ -203,7 +159,8 @@ def _model_provenance(tokenizer: AudioTokenizer) -> dict[str, str]:
 def write_token_file(target: Path, token: torch.Tensor, tokenizer: AudioTokenizer,
                      audio_name: str, audio_sha256: str, window: Window) -> Path:
     """The file ``embed`` writes, atomically: the token and its provenance."""
-    metadata = {**_model_provenance(tokenizer), **audio_provenance(audio_name, audio_sha256, window)}
+    metadata = {**_model_provenance(tokenizer),
+                **audio_provenance(audio_name, audio_sha256, window)}
     write_atomically(target, lambda tmp: save_token(tmp, token, metadata))
     return target
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import audiotoken_cli.video.keyframes as kf
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.model import LoadedModel, Prepared
 from audiotoken_cli.render.batches import Conditioning, Job
-from audiotoken_cli.video import keyframes as kf
 from audiotoken_cli.video.workfolder import WorkFolder
 
 
@@ -39,7 +39,8 @@ class VideoFrames:
     batch_size = property(lambda self: self.prepared.batch_size)
 
     def token(self, source: Path, keyframe: kf.Keyframe) -> torch.Tensor:
-        """Keyframe's token, (d,) float32 on the CPU: ``embed --start --duration`` for its window."""
+        """Keyframe's token, (d,) float32 on the CPU: ``embed --start --duration`` of its
+        window."""
         from audiotoken_cli.audio.decode import load_window
 
         waveform = load_window(source, keyframe.window)  # (S,)

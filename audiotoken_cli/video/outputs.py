@@ -4,7 +4,7 @@ Outputs for ``clip.wav`` (beside it, or under ``-o`` at its subfolder, as every 
 them: ``files.mirrored_folder``), all named ``<stem>.audiotoken.*`` so that no output can be an
 input (``clip.mp4`` gives ``clip.audiotoken.mp4``):
     clip.audiotoken.mp4                 H.264 + the source's audio as AAC
-    clip.audiotoken.json                {"keyframes": [{index, time, start, duration, seed}], "settings"}
+    clip.audiotoken.json                the sidecar: each keyframe and every setting
     clip.audiotoken.tokens.safetensors  ``tokens``: [K, d] float32, keyframe order
     clip.audiotoken.keyframes/          with --save-keyframes: PNGs with generate's metadata
     clip.audiotoken.storyboard.png      with --storyboard
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+import audiotoken_cli.video.keyframes as kf
 from audiotoken_cli.files import mirrored_folder, write_atomically
-from audiotoken_cli.video import keyframes as kf
 from audiotoken_cli.video.workfolder import WorkFolder
 
 SUFFIX = ".audiotoken"

@@ -18,13 +18,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import audiotoken_cli.video.keyframes as kf
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import AudioTokenError, InputError, UsageError
-from audiotoken_cli.files import FileResult, OutputClaims, file_sha256, write_atomically
-from audiotoken_cli.video import keyframes as kf
-from audiotoken_cli.video.outputs import (VideoOutputs, made_by_video, save_keyframes,
-                                          write_tokens)
+from audiotoken_cli.files import FileResult, file_sha256, write_atomically
+from audiotoken_cli.pipeline.perfile import claim_files
+from audiotoken_cli.video.outputs import (
+    VideoOutputs,
+    made_by_video,
+    save_keyframes,
+    write_tokens,
+)
 from audiotoken_cli.video.workfolder import WorkFolder
 
 
@@ -64,6 +69,19 @@ class VideoEvents:
     on_storyboard: Callable[[Path], None] = lambda path: None
 
 
+@dataclass(frozen=True)
+class VideoResult:
+    """What ``make_video`` (``AudioToken.video``) wrote: each path, or None where that output
+    was not asked for (``storyboard``, ``keyframes``: the folder of keyframe PNGs) or not made
+    (``mp4`` with ``video=False``)."""
+
+    mp4: Path | None = None
+    sidecar: Path | None = None
+    tokens: Path | None = None
+    storyboard: Path | None = None
+    keyframes: Path | None = None
+
+
 def check_settings(settings: VideoSettings) -> None:
     if settings.hop <= 0 or settings.window <= 0 or settings.fps < 1:
         raise UsageError("--hop and --window must be positive and --fps at least 1")
@@ -92,9 +110,7 @@ def video_files(sources: Iterable[Path], settings: VideoSettings,
 
 def make_video(source: Path, settings: VideoSettings, model, events: VideoEvents | None = None):
     """One file's video on a loaded model, for the Python API: its outputs' paths (an
-    ``api.VideoResult``), or the CLI's one-line error raised."""
-    from audiotoken_cli.api import VideoResult
-
+    ``VideoResult``), or the CLI's one-line error raised."""
     check_settings(settings)
     [(source, outputs, skipped)] = list(_plan([source], settings, {}, 0, 1))
     if skipped is not None and skipped.failed:
@@ -120,16 +136,20 @@ def _frames(settings: VideoSettings, model):
 def _plan(sources: Iterable[Path], settings: VideoSettings, roots: Mapping[Path, Path],
           rank: int, world: int) -> Iterator[tuple[Path, VideoOutputs, FileResult | None]]:
     """(source, outputs, None) for each of this rank's files with work to do, or with the result
-    for one without. Every rank claims every file's outputs, so a collision is caught the same
-    way whichever rank owns the file. The paths are listed first (paths only, no decoding):
-    an output must never overwrite an input that comes later in the list."""
+    for one without; the skeleton (claims, sharding, stale partials) is perfile.py's. The paths
+    are listed first (paths only, no decoding): an output must never overwrite an input that
+    comes later in the list."""
     sources = list(sources)
     inputs = {source.resolve(): source for source in sources}
-    claims = OutputClaims()
-    for index, source in enumerate(sources):
-        outputs = VideoOutputs.of(source, settings.generate.output_dir, roots.get(source))
-        collision = claims.claim(source, outputs.files(settings))
-        if index % world != rank:
+    output_dir = settings.generate.output_dir
+
+    def outputs_of(source: Path) -> VideoOutputs:
+        return VideoOutputs.of(source, output_dir, roots.get(source))
+
+    for item in claim_files(sources, outputs_of, lambda outputs: outputs.files(settings),
+                            rank, world):
+        source, outputs = item.source, item.plan
+        if not item.mine:
             continue
         clash = next((inputs[p.resolve()] for p in outputs.files(settings)
                       if p.resolve() in inputs), None)
@@ -141,8 +161,8 @@ def _plan(sources: Iterable[Path], settings: VideoSettings, roots: Mapping[Path,
             yield source, outputs, FileResult(
                 source, "failed", message=f"{source}: its output would overwrite the input "
                 f"{clash}; use -o DIR or rename one of them")
-        elif collision is not None:
-            yield source, outputs, FileResult(source, "failed", message=str(collision))
+        elif item.collision is not None:
+            yield source, outputs, FileResult(source, "failed", message=str(item.collision))
         elif outputs.primary(settings).exists() and not settings.generate.overwrite:
             yield source, outputs, FileResult(source, "skipped", (outputs.primary(settings),),
                                               "exists; --overwrite replaces it")
