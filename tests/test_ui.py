@@ -121,9 +121,17 @@ def test_a_request_naming_a_server_path_as_its_upload_is_refused(served, tmp_pat
     assert "made 1 image of ok.wav" in stream, stream
 
 
+def fast_switch_value(server) -> bool:
+    config = json.loads(get(server.url + "/config")[1])
+    [switch] = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "fast"]
+    return switch["props"]["value"]
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_server_removes_every_upload_and_output(parts, stop):
-    server = start_server(parts)
+    fast = stop == signal.SIGINT  # one of the two also shows that --fast starts the switch on
+    server = start_server(parts, *(["--fast"] if fast else []))
+    assert fast_switch_value(server) is fast
     assert server.root.is_dir()
     (server.root / "sessions").mkdir(exist_ok=True)
     assert server.stop(stop) == 0

@@ -45,6 +45,9 @@ def ui(
     max_duration: Annotated[float, typer.Option(
         "--max-duration", min=0.01, metavar="SECONDS", help="Longest recording accepted (read "
         "from the file's header, before decoding).")] = 600.0,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Start with the page's Fast switch on: LCM-LoRA, 4 steps, guidance off, "
+        "TAESD (the Live tab's quickest path).")] = False,
     lcm_lora: Annotated[Optional[str], typer.Option(
         "--lcm-lora", metavar="SPEC", help="The fast switch's LCM-LoRA: a path, URL or hub id. "
         "Default: the preset's.", show_default=False)] = None,
@@ -81,5 +84,5 @@ def ui(
     fast_load = {key: value for key, value in (("lcm_lora", lcm_lora), ("taesd", taesd)) if value}
     options = UiOptions(host=host, port=port, share=share,
                         limits=Limits(max_upload_mb=max_upload_mb, max_duration=max_duration),
-                        load=load, fast_load=fast_load)
+                        load=load, fast_load=fast_load, fast=fast)
     raise typer.Exit(guarded(ctx, lambda: serve(options, on_ready=typer.echo) or 0))

@@ -70,7 +70,7 @@ def loading_note(models: SharedModels, fast: bool) -> str | None:
     return "loading models… (once per server; the first request waits for it)"
 
 
-def build(folders: ServerFolders, models: SharedModels) -> Settings:
+def build(folders: ServerFolders, models: SharedModels, fast_first: bool = False) -> Settings:
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Sound or video (any format `generate` reads)",
@@ -85,14 +85,16 @@ def build(folders: ServerFolders, models: SharedModels) -> Settings:
                                  minimum=-1, elem_id="seed")
                 dice = gr.Button("New seed", scale=0, min_width=96, elem_id="dice")
             num_images = gr.Slider(1, 16, value=4, step=1, label="Images", elem_id="num-images")
-            fast = gr.Checkbox(False, label="Fast (LCM-LoRA + TAESD, 4 steps)", elem_id="fast")
+            fast = gr.Checkbox(fast_first, label="Fast (LCM-LoRA + TAESD, 4 steps)",
+                               elem_id="fast")
             with gr.Accordion("Sampler and size", open=False, elem_id="sampler-settings"):
-                steps = gr.Slider(1, 150, value=PLAIN_STEPS, step=1, label="Steps",
+                first_steps, first_guidance, _ = _sampler_defaults(fast_first)
+                steps = gr.Slider(1, 150, value=first_steps, step=1, label="Steps",
                                   elem_id="steps")
-                guidance = gr.Slider(0, 30, value=PLAIN_GUIDANCE, step=0.5, label="Guidance",
+                guidance = gr.Slider(0, 30, value=first_guidance, step=0.5, label="Guidance",
                                      elem_id="guidance")
                 scheduler = gr.Dropdown(SCHEDULERS, value="dpm++", label="Scheduler",
-                                        elem_id="scheduler")
+                                        interactive=not fast_first, elem_id="scheduler")
                 width = gr.Slider(64, 1024, value=512, step=8, label="Width", elem_id="width")
                 height = gr.Slider(64, 1024, value=512, step=8, label="Height", elem_id="height")
             go = gr.Button("Generate", variant="primary", elem_id="generate-button")

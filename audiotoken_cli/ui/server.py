@@ -24,16 +24,18 @@ class UiOptions:
     """``audiotoken.load()``'s keywords (model, sd, device, ...)."""
     fast_load: dict = field(default_factory=dict)
     """Extra keywords for the fast model (lcm_lora, taesd)."""
+    fast: bool = False
+    """Whether the page's Fast switch starts on."""
 
 
-def build_app(folders: ServerFolders, models: SharedModels):
+def build_app(folders: ServerFolders, models: SharedModels, fast: bool = False):
     """The page: three tabs over one shared model."""
     from audiotoken_cli.ui import generate_tab, live_tab, video_tab
 
     with gr.Blocks(title="audiotoken", analytics_enabled=False) as demo:
         gr.Markdown("## audiotoken: sounds into pictures")
         with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
-            settings = generate_tab.build(folders, models)
+            settings = generate_tab.build(folders, models, fast)
         with gr.Tab("Video", id="video", elem_id="tab-video"):
             video_tab.build(folders, models, settings)
         with gr.Tab("Live", id="live", elem_id="tab-live"):
@@ -57,7 +59,7 @@ def serve(options: UiOptions, on_ready=print) -> None:
     demo = models = None
     try:
         models = SharedModels(options.load, options.fast_load)
-        demo = build_app(folders, models)
+        demo = build_app(folders, models, options.fast)
         # The UNet's events share one concurrency slot (concurrency_id "unet"); the live stream
         # takes the same lock without waiting, so no two requests render at once.
         demo.queue(default_concurrency_limit=1)
