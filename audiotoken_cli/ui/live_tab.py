@@ -129,7 +129,9 @@ def _on_chunk(folders, models, session, live: LiveState, audio, hop: float, wind
     if loading:  # the hops that passed while the models loaded were not skipped renders
         live.last_hop = int((time.monotonic() - live.started) / hop)
     live.skipped += missed
-    message = f"image {live.count} took {took:.1f} s" + (" (after loading the models)" if loading else "")
+    message = f"image {live.count} took {took:.1f} s"
+    if loading:
+        message += " (after loading the models)"
     if missed:
         message += (f"; skipped {missed} window{'s' * (missed != 1)}: rendering is slower "
                     f"than the microphone ({live.skipped} skipped in all)")
