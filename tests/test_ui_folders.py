@@ -96,3 +96,19 @@ def test_a_render_that_ends_after_its_tab_closed_leaves_nothing(folders):
     assert not run.exists() and not late.exists()
     with pytest.raises(Exception, match="this browser session has ended"):
         folders.new_run("tab", "generate")
+
+
+def test_the_ui_package_imports_only_the_public_api():
+    """Issue 18: the app holds no pipeline code; it calls ``import audiotoken_cli`` and its
+    public names (and the public error types), nothing below them."""
+    import ast
+
+    package = Path(__file__).parent.parent / "audiotoken_cli" / "ui"
+    allowed = {"audiotoken_cli", "audiotoken_cli.errors"}
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for name in names:
+                if name.startswith("audiotoken_cli") and not name.startswith("audiotoken_cli.ui"):
+                    assert name in allowed, f"{module.name} imports {name}"
