@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -81,16 +82,29 @@ def test_no_file_outside_the_apps_folder_can_be_read(served, route):
         assert status != 200, (route, target, status)
 
 
-def call_generate(server, path: str) -> str:
-    """The Generate button's API call with ``path`` as the uploaded file; the event stream."""
+def call_generate(server, path: str, steps: int = 2, rendering=None) -> str:
+    """The Generate button's API call with ``path`` as the uploaded file; the event stream.
+    ``rendering`` (a threading.Event) is set when the page would say "rendering"."""
     upload = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
-    data = [upload, None, "a photo of <*>", "", 1, 1, 2, 7.5, "dpm++", 64, 64, False]
+    data = [upload, None, "a photo of <*>", "", 1, 1, steps, 7.5, "dpm++", 64, 64, False]
     request = urllib.request.Request(
         server.url + "/gradio_api/call/generate", data=json.dumps({"data": data}).encode(),
         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         event = json.loads(response.read())["event_id"]
-    return get(f"{server.url}/gradio_api/call/generate/{event}")[1]
+    lines = []
+    try:
+        with urllib.request.urlopen(f"{server.url}/gradio_api/call/generate/{event}",
+                                    timeout=60) as response:
+            for raw in response:
+                lines.append(raw.decode(errors="replace"))
+                if rendering is not None and "rendering 1 image" in lines[-1]:
+                    rendering.set()
+    except urllib.error.HTTPError as error:
+        lines.append(error.read().decode(errors="replace"))
+    except OSError:  # the server went away mid-stream (the shutdown test)
+        pass
+    return "".join(lines)
 
 
 def upload_file(server, path: Path) -> str:
@@ -134,8 +148,21 @@ def test_stopping_the_server_removes_every_upload_and_output(parts, stop):
     server = start_server(parts, *(["--fast"] if fast else []))
     assert fast_switch_value(server) is fast
     assert server.root.is_dir()
-    (server.root / "sessions").mkdir(exist_ok=True)
-    assert server.stop(stop) == 0
+    if stop == signal.SIGTERM:  # ... even with a long render in flight, which stops at its step
+        import threading
+
+        from factories import tone, write_audio
+
+        sound = write_audio(server.root.parent / f"{server.root.name}-long.wav", tone(1.0))
+        uploaded = upload_file(server, sound)
+        sound.unlink()
+        rendering = threading.Event()
+        threading.Thread(target=call_generate, args=(server, uploaded, 150, rendering),
+                         daemon=True).start()
+        assert rendering.wait(60), "the render never started"
+    began = time.monotonic()
+    assert server.stop(stop) == 0, "".join(server.process.log[-20:])
+    assert time.monotonic() - began < 30
     assert not server.root.exists()
 
 
