@@ -51,7 +51,7 @@ def build_app(folders: ServerFolders, models: SharedModels, fast: bool = False):
 def serve(options: UiOptions, on_ready=print) -> None:
     """Serve until Ctrl-C or SIGTERM, then remove every upload and output."""
     folders = ServerFolders.create(options.limits)
-    # gradio keeps uploads (and serves files) under GRADIO_TEMP_DIR; read when gradio loads.
+    # gradio keeps uploads (and serves files) under GRADIO_TEMP_DIR, read as the page is built.
     os.environ["GRADIO_TEMP_DIR"] = str(folders.root)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     stop = threading.Event()
@@ -68,9 +68,10 @@ def serve(options: UiOptions, on_ready=print) -> None:
                         share=options.share, max_file_size=options.limits.max_bytes,
                         prevent_thread_lock=True, show_error=False, quiet=True, inbrowser=False,
                         theme=_theme(), ssr_mode=False, footer_links=[])
-        except OSError as error:  # the port is taken, or the address is not this machine's
-            raise UsageError(f"cannot listen on {options.host}:{options.port} ({error}); "
-                             "choose another with --port or --host") from None
+        except OSError:  # gradio's own message names its environment variables, not our options
+            raise UsageError(f"cannot listen on {options.host}:{options.port}: the port is in "
+                             "use or the address is not this machine's; choose another with "
+                             "--port or --host") from None
         on_ready(f"audiotoken ui: serving on {demo.local_url} (Ctrl-C stops it; uploads and "
                  f"outputs are kept in {folders.root} until then)")
         stop.wait()
