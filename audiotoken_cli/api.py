@@ -12,7 +12,7 @@ Every image carries the same metadata as the CLI's PNGs (``image.info["parameter
 Settings fixed at load (models, LoRA, ``--fast``'s weights, compile, safety checker, low VRAM,
 device, dtype) are arguments of ``load``; the per-call ones (prompt, steps, guidance, size,
 scheduler, window, batch size) are keywords of each call. The model underneath is the one every
-command loads (model.py), and images come from the one batch loop (render/batches.py).
+command loads (model.py), and images come from the one batch loop (render/diffusion.py).
 
 Audio given to the API is decoded in this process, not in the decoder worker the batch commands
 use: a call handles one sound at a time for a caller that owns its process and its time limits,

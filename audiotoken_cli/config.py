@@ -65,7 +65,7 @@ class EmbedderInfo:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Where and how to run: names as the user gave them, resolved later by ``devices``."""
+    """Where and how to run: names as the user gave them, resolved when the models load (``model.resolve_device``)."""
 
     device: str = "auto"
     dtype: str = "auto"

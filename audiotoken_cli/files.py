@@ -286,3 +286,38 @@ def cached_sha256(path: Path) -> str:
         except OSError:
             pass  # a read-only cache only costs time
     return cache[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-file skeleton every batch command shares (generate, embed, video): sources read
+# lazily in input order; every rank claims every file's outputs, so two inputs that would write
+# the same output collide the same way whichever rank owns them; each output folder is cleared,
+# once, of what a killed run left there; rank r of a torchrun takes the files whose input index
+# is r modulo the world size.
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One input file: its plan, whether it is this rank's, and the collision that stops it."""
+
+    source: Path
+    plan: object
+    mine: bool
+    collision: InputError | None
+
+
+def claim_files(sources: Iterable[Path], plan_of: Callable[[Path], object],
+                outputs_of: Callable[[object], list[Path]], rank: int = 0, world: int = 1
+                ) -> Iterator[Claimed]:
+    """Each source with its plan (``plan_of(source)``), in input order; ``outputs_of(plan)``
+    names the files the plan writes."""
+    claims = OutputClaims()
+    cleaned: set[Path] = set()
+    for index, source in enumerate(sources):
+        plan = plan_of(source)
+        outputs = outputs_of(plan)
+        for folder in {path.parent for path in outputs} - cleaned:
+            cleaned.add(folder)
+            remove_stale_partials(folder)
+        collision = claims.claim(source, outputs)
+        yield Claimed(source, plan, index % world == rank, collision)

@@ -197,3 +197,28 @@ def test_video_output_folder_mirrors_subfolders(parts, tmp_path):
     sidecars = [json.loads((tmp_path / "out" / f / "clip.audiotoken.json").read_text())
                 for f in ("rain", "wind")]
     assert sidecars[0]["settings"]["audio_sha256"] != sidecars[1]["settings"]["audio_sha256"]
+
+
+def test_inference_loads_only_in_model_py():
+    """generate, embed, video and the API load through model.py alone: no other module calls a
+    loader (training keeps its own, trainable, models; download only warms the caches)."""
+    import ast
+
+    loaders = {"load_pipeline", "apply_paper_lora", "fuse_lcm_lora", "use_taesd",
+               "tune_for_device", "load", "load_beats_fast", "load_embedder_fast"}
+    package = Path(__file__).parent.parent / "audiotoken_cli"
+    callers = {}
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith("training/") or relative == "cli/download.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(
+                func.value, ast.Name) else None
+            if name in loaders - {"load"} or (name == "load" and owner == "AudioTokenizer"):
+                callers.setdefault(relative, set()).add(name)
+    assert set(callers) == {"model.py"}, callers

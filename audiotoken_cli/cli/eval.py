@@ -86,7 +86,7 @@ def eval_command(
 def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, batch_size, device,
               offline, quiet) -> int:
     from audiotoken_cli.cli.report import print_error, print_notice
-    from audiotoken_cli.devices import resolve_device
+    from audiotoken_cli.model import resolve_device
     from audiotoken_cli.eval.outputs import csv_rows, result_json, write_outputs
     from audiotoken_cli.eval.run import Evaluator, evaluate
 

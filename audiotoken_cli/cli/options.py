@@ -65,7 +65,7 @@ DurationOption = Annotated[
     typer.Option("--duration", min=0.01, metavar="SECONDS", help="Window length in seconds (the paper: 10). "
                  "Shorter audio is looped to fill it."),
 ]
-# The choices live in config.py (devices.py validates with the same tuples); Typer wants Enums.
+# The choices live in config.py (model.py validates with the same tuples); Typer wants Enums.
 Device = Enum("Device", {name: name for name in DEVICE_CHOICES}, type=str)
 Dtype = Enum("Dtype", {name: name for name in DTYPE_CHOICES}, type=str)
 

@@ -20,7 +20,7 @@ from itertools import chain
 from pathlib import Path
 
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.files import FileResult
+from audiotoken_cli.files import FileResult, claim_files
 from audiotoken_cli.pipeline.metadata import same_settings
 from audiotoken_cli.pipeline.naming import (
     PlannedImage,
@@ -28,7 +28,6 @@ from audiotoken_cli.pipeline.naming import (
     pixel_settings,
     settings_tag,
 )
-from audiotoken_cli.pipeline.perfile import claim_files
 from audiotoken_cli.pipeline.renderer import (
     ImageRenderer,
     RenderFailure,
@@ -160,7 +159,7 @@ def _plan(sources: Iterable[Path], settings: GenerateSettings, ledger: _Ledger,
           events: GenerateEvents, roots: Mapping[Path, Path], rank: int, world: int
           ) -> Iterator[Request | None]:
     """A request per file with images to make; None for every other file (so the caller can
-    report as it goes). The skeleton (claims, sharding, stale partials) is perfile.py's."""
+    report as it goes). The skeleton (claims, sharding, stale partials) is files.claim_files'."""
     dtype = _dtype_name(settings)
     claimed = claim_files(sources, lambda source: plan_images([source], settings, dtype,
                                                               roots)[source],
@@ -225,7 +224,7 @@ def _file_result(state: _FileState) -> FileResult:
 
 def _dtype_name(settings: GenerateSettings) -> str:
     """The dtype the run will use (``auto`` resolved), as the images' metadata records it."""
-    from audiotoken_cli.devices import resolve_device, resolve_dtype
+    from audiotoken_cli.model import resolve_device, resolve_dtype
 
     device = resolve_device(settings.runtime.device)
     return str(resolve_dtype(settings.runtime.dtype, device)).removeprefix("torch.")

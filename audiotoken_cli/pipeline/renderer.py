@@ -2,7 +2,7 @@
 
     sounds ─▶ [background thread: decode + hash] ─▶ tokens (BEATs + embedder) ─▶ prompt
       embeddings (text encoder, once per sound) ─▶ jobs ─▶ the one batch loop
-      (render/batches.py) ─▶ (PIL image, metadata)
+      (render/diffusion.py) ─▶ (PIL image, metadata)
 
 A sound is a file, an in-memory waveform (16 kHz float32) or a ready token (d,). Only about two
 batches of decoded audio and prompt embeddings are held at any time, so memory does not grow
@@ -25,7 +25,7 @@ from audiotoken_cli.errors import InputError
 from audiotoken_cli.model import LoadedModel, load_model
 from audiotoken_cli.pipeline.decode_ahead import Decoded, decode_ahead
 from audiotoken_cli.pipeline.naming import PlannedImage
-from audiotoken_cli.render.batches import Job
+from audiotoken_cli.render.diffusion import Job
 
 TOKENIZE_BATCH = 8
 """Most audio windows tokenized in one BEATs call (fewer when the render batch is smaller, so
@@ -103,7 +103,7 @@ class RenderFailure:
 @dataclass
 class _Prompted:
     request: Request
-    conditioning: object  # render.batches.Conditioning
+    conditioning: object  # render.diffusion.Conditioning
     audio_sha256: str
 
 

@@ -83,8 +83,8 @@ def embed_files(sources: Iterable[Path], settings: EmbedSettings,
 def _embed_plan(sources: Iterable[Path], settings: EmbedSettings, roots: Mapping[Path, Path],
                 rank: int, world: int) -> Iterator[FileResult | Path]:
     """This rank's files: a result for those with nothing to do, the path of the others (the
-    skeleton is perfile.py's)."""
-    from audiotoken_cli.pipeline.perfile import claim_files
+    skeleton is files.claim_files')."""
+    from audiotoken_cli.files import claim_files
 
     def target_of(source: Path) -> Path:
         return output_path(source, ".safetensors", settings.output_dir, roots.get(source))

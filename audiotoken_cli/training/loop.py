@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo, TrainSettings
-from audiotoken_cli.devices import resolve_device
+from audiotoken_cli.model import resolve_device
 from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 from audiotoken_cli.files import write_atomically
 from audiotoken_cli.models.embedder import AudioEmbedder, LoadedEmbedder, save_embedder

@@ -1,6 +1,6 @@
 """The video's pictures: keyframes from their windows' tokens, in-between frames from slerped
 prompt embeddings, all on the run's one seed, through the model every command loads (model.py)
-and the one batch loop (render/batches.py). That is what makes a keyframe equal to
+and the one batch loop (render/diffusion.py). That is what makes a keyframe equal to
 ``generate``'s image for its window and seed.
 """
 
@@ -16,7 +16,7 @@ import torch
 import audiotoken_cli.video.keyframes as kf
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.model import LoadedModel, Prepared
-from audiotoken_cli.render.batches import Conditioning, Job
+from audiotoken_cli.render.diffusion import Conditioning, Job
 from audiotoken_cli.video.workfolder import WorkFolder
 
 

@@ -22,8 +22,7 @@ import audiotoken_cli.video.keyframes as kf
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import AudioTokenError, InputError, UsageError
-from audiotoken_cli.files import FileResult, file_sha256, write_atomically
-from audiotoken_cli.pipeline.perfile import claim_files
+from audiotoken_cli.files import FileResult, claim_files, file_sha256, write_atomically
 from audiotoken_cli.video.outputs import (
     VideoOutputs,
     made_by_video,
@@ -136,7 +135,7 @@ def _frames(settings: VideoSettings, model):
 def _plan(sources: Iterable[Path], settings: VideoSettings, roots: Mapping[Path, Path],
           rank: int, world: int) -> Iterator[tuple[Path, VideoOutputs, FileResult | None]]:
     """(source, outputs, None) for each of this rank's files with work to do, or with the result
-    for one without; the skeleton (claims, sharding, stale partials) is perfile.py's. The paths
+    for one without; the skeleton (claims, sharding, stale partials) is files.claim_files'. The paths
     are listed first (paths only, no decoding): an output must never overwrite an input that
     comes later in the list."""
     sources = list(sources)
