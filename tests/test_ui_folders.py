@@ -52,14 +52,16 @@ def test_a_file_outside_the_root_is_refused(folders, tmp_path, where):
 def test_a_file_over_the_size_limit_is_refused_before_probing(folders):
     big = folders.root / "big.wav"
     big.write_bytes(b"\0" * (2 * 1024 * 1024))  # not even media: the size check comes first
-    with pytest.raises(InputError, match=r"big.wav: 2 MB is over this server's upload limit of 1 MB"):
+    with pytest.raises(InputError,
+                       match=r"big.wav: 2 MB is over this server's upload limit of 1 MB"):
         folders.checked_upload(str(big))
 
 
 def test_a_recording_longer_than_the_limit_is_refused_from_its_header(folders):
     (folders.root / "up").mkdir()
     long = write_audio(folders.root / "up" / "long.wav", tone(6.0))
-    with pytest.raises(InputError, match=r"long.wav: 6 s is longer than the 5 s this server accepts"):
+    with pytest.raises(InputError,
+                       match=r"long.wav: 6 s is longer than the 5 s this server accepts"):
         folders.checked_upload(str(long))
 
 

@@ -109,8 +109,8 @@ def chromium_or_skip() -> tuple[str, str]:
     """The browser and its driver. Absent on a developer's machine: skip, saying how to get
     them. Absent in CI (CI=true): fail, since CI must run these tests."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver") or (
-        "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").exists() else None)
+    debian = Path("/usr/lib/chromium/chromedriver")
+    driver = shutil.which("chromedriver") or (str(debian) if debian.exists() else None)
     if browser and driver:
         return browser, driver
     reason = ("no chromium/chromedriver: apt-get install chromium chromium-driver to run the "

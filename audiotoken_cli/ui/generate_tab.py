@@ -20,7 +20,8 @@ from audiotoken_cli.ui.models import SharedModels
 # The samplers `generate --scheduler` offers (the CLI's own list); --fast always samples with LCM.
 SCHEDULERS = ["dpm++", "pndm", "ddim", "euler", "euler-a"]
 PLAIN_STEPS, PLAIN_GUIDANCE = 25, 7.5
-FAST_STEPS, FAST_GUIDANCE = 4, 1.0  # what `generate --fast` uses when --steps/--guidance are not given
+# What `generate --fast` uses when --steps and --guidance are not given.
+FAST_STEPS, FAST_GUIDANCE = 4, 1.0
 MAX_SEED = 2**31 - 1  # the CLI's random seeds are drawn below 2**31 too
 
 

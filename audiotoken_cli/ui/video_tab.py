@@ -92,7 +92,8 @@ def _video(folders, models, session, audio_path, options, fast, progress):
 
         began = time.monotonic()
         threading.Thread(target=work, daemon=True, name="audiotoken-video").start()
-        yield gr.update(), gr.update(), f"drawing the keyframes of {upload.name}, seed {options['seed']}…"
+        drawing = f"drawing the keyframes of {upload.name}, seed {options['seed']}…"
+        yield gr.update(), gr.update(), drawing
         while True:
             kind, value = messages.get()
             if kind == "progress":
