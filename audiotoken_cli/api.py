@@ -321,18 +321,29 @@ def train(data: str | os.PathLike, output: str | os.PathLike, *, model: str = "v
     from audiotoken_cli.hub import FetchOptions, resolve_components
     from audiotoken_cli.training.loop import train as run_training
 
+    _check_train_names(settings)
     validation.check_train_options({**settings, "output": output})  # before any download or load
     fetch = FetchOptions(offline, quiet, (lambda message: None) if quiet else print)
     paths = resolve_components(model, {"sd": sd, "audio_encoder": audio_encoder},
                                ("sd", "audio_encoder"), fetch)
     init_path = resolve_components(model, {"embedder": init}, ("embedder",), fetch)["embedder"] \
         if init else None
-    try:
-        config = TrainSettings(data=Path(data), output=Path(output), init=init_path,
-                               runtime=RuntimeSettings(device=device), **paths, **settings)
-    except TypeError as error:
-        raise UsageError(f"unknown train setting: {error}") from None
+    config = TrainSettings(data=Path(data), output=Path(output), init=init_path,
+                           runtime=RuntimeSettings(device=device), **paths, **settings)
     return run_training(config, events)
+
+
+def _check_train_names(settings: dict) -> None:
+    """An unknown ``train`` setting, or one given by its own argument, named with the valid ones."""
+    from dataclasses import fields
+
+    from audiotoken_cli.config import TrainSettings
+
+    own = {"data", "output", "sd", "audio_encoder", "init", "runtime"}
+    valid = sorted(f.name for f in fields(TrainSettings) if f.name not in own)
+    for name in settings:
+        if name not in valid:
+            raise UsageError(f"unknown setting {name!r}; train's settings are {', '.join(valid)}")
 
 
 def _fields(call: CallSettings) -> dict:

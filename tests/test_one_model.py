@@ -222,3 +222,12 @@ def test_inference_loads_only_in_model_py():
             if name in loaders - {"load"} or (name == "load" and owner == "AudioTokenizer"):
                 callers.setdefault(relative, set()).add(name)
     assert set(callers) == {"model.py"}, callers
+
+
+def test_an_unknown_train_setting_names_itself_and_the_valid_ones(tmp_path):
+    with pytest.raises(audiotoken.UsageError) as error:
+        audiotoken.train(tmp_path, tmp_path / "run", max_stepz=3, offline=True)
+    message = str(error.value)
+    assert "'max_stepz'" in message and "max_steps" in message and "\n" not in message
+    with pytest.raises(audiotoken.UsageError, match="unknown setting 'runtime'"):
+        audiotoken.train(tmp_path, tmp_path / "run", offline=True, runtime=None)
