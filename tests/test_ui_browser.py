@@ -281,6 +281,8 @@ def test_live_tab_draws_from_the_fake_microphone(server, tmp_path):
         set_value(driver, "live-hop", 1)
         set_value(driver, "live-window", 1)
         wait_for(driver, "#live-mic button.record-button")[0].click()
+        seen = texts_until(driver, "#live-status", "took", timeout=90)
+        assert "listening…" in seen, seen  # (the Generate tab above loaded the fast model)
         wait_for(driver, "#live-gallery img", count=2, timeout=90)
         status = wait_for(driver, "#live-status", text="took")[0].text
         assert "error" not in status

@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 
 from audiotoken_cli.ui.folders import ServerFolders
-from audiotoken_cli.ui.generate_tab import Settings, chosen_seed, render_settings
+from audiotoken_cli.ui.generate_tab import Settings, chosen_seed, loading_note, render_settings
 from audiotoken_cli.ui.messages import one_line
 from audiotoken_cli.ui.models import SharedModels
 
@@ -87,7 +87,18 @@ def build(folders: ServerFolders, models: SharedModels, settings: Settings) -> N
                               settings.scheduler, settings.width, settings.height, settings.fast],
                outputs=[gallery, status, state], stream_every=0.5, concurrency_id="live",
                concurrency_limit=None, show_progress="hidden")
-    mic.start_recording(lambda: (None, "listening…"), outputs=[state, status], queue=False)
+
+    def start(fast):
+        yield None, loading_note(models, fast) or "listening…"  # a fresh stream, a fresh clock
+        try:
+            models.get(fast)  # loaded while the first hop fills, in sight of the page
+        except Exception as error:  # noqa: BLE001
+            yield gr.update(), one_line(error, folders.root)
+            return
+        yield gr.update(), "listening…"
+
+    mic.start_recording(start, inputs=settings.fast, outputs=[state, status],
+                        show_progress="hidden")
 
 
 def _on_chunk(folders, models, session, live: LiveState, audio, hop: float, window: float,
