@@ -4,6 +4,7 @@ naming a server path gets, the install hint without gradio, and the clean-up at 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,6 +147,16 @@ def fast_switch_value(server) -> bool:
 def test_stopping_the_server_removes_every_upload_and_output(parts, stop):
     fast = stop == signal.SIGINT  # one of the two also shows that --fast starts the switch on
     server = start_server(parts, *(["--fast"] if fast else []))
+    try:
+        check_stop(server, stop, fast)
+    finally:  # a failed check must not leave the server running
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(30)
+            shutil.rmtree(server.root, ignore_errors=True)
+
+
+def check_stop(server, stop: int, fast: bool) -> None:
     assert fast_switch_value(server) is fast
     assert server.root.is_dir()
     if stop == signal.SIGTERM:  # ... even with a long render in flight, which stops at its step
