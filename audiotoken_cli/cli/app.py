@@ -68,3 +68,4 @@ def main() -> None:
 from audiotoken_cli.cli import generate, embed, train, download  # noqa: E402,F401,I001
 from audiotoken_cli.cli import video  # noqa: E402,F401
 from audiotoken_cli.cli import eval as eval_command  # noqa: E402,F401
+from audiotoken_cli.cli import ui as ui_command  # noqa: E402,F401
