@@ -137,7 +137,11 @@ def load_model(settings: LoadSettings) -> LoadedModel:
                          low_vram=settings.low_vram)
     # fast / LoRA: all folded into the weights now, so no step pays for them
     if settings.lora is not None:
-        from audiotoken_cli.models.lora import apply_diffusers_lora, apply_paper_lora, is_paper_lora
+        from audiotoken_cli.models.lora import (
+            apply_diffusers_lora,
+            apply_paper_lora,
+            is_paper_lora,
+        )
 
         if is_paper_lora(settings.lora):
             apply_paper_lora(pipe.unet, settings.lora)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from audiotoken_cli.config import Window
+from audiotoken_cli.config import PLACEHOLDER, Window
 from audiotoken_cli.errors import UsageError
 
 MAX_SEED = 2**63 - 1
@@ -144,3 +144,10 @@ def check_train_options(options: Mapping) -> None:
             check_number("--" + name.replace("_", "-"), options[name], 0.0, sys.float_info.max)
     if options.get("output") is not None:
         check_output_folder(options["output"], "--output")
+
+
+def prompt_problem(prompt: str, placeholder: str = PLACEHOLDER) -> str:
+    """The one wording of a bad prompt, shared by the CLI (after Typer's "Invalid value for
+    --prompt:"), the Python API and the web app, so every surface says the same."""
+    return (f"the prompt {prompt!r} must contain the placeholder {placeholder} exactly once, "
+            f"e.g. 'a photo of {placeholder}'")

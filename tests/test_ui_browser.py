@@ -219,7 +219,7 @@ def test_generate_gives_the_clis_pngs_then_a_bad_file_gives_one_line(browser, se
     set_value(browser, "prompt", "a photo")
     click(browser, "generate-button")
     status = wait_for(browser, "#generate-status", text="error:", timeout=60)[0].text
-    assert "'a photo' does not contain the placeholder <*>" in status, status
+    assert "the prompt 'a photo' must contain the placeholder <*> exactly once" in status, status
 
 
 def assert_same_token(page: Path, cli: Path) -> None:

@@ -54,9 +54,8 @@ def download(
             return 0
         if eval_models:
             return _download_eval(quiet)
-        from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
-
         from audiotoken_cli.hub import get_preset
+        from audiotoken_cli.models.safecache import load_beats_fast, load_embedder_fast
 
         given = {"sd": sd, "audio_encoder": audio_encoder, "embedder": embedder, "lora": lora}
         # A preset without a published embedder (sdxl) fetches the rest, for training one.

@@ -10,7 +10,12 @@ from typing import Annotated, Optional
 import typer
 
 from audiotoken_cli.cli.app import app
-from audiotoken_cli.cli.options import DeviceOption, OfflineOption, QuietOption, ToolCommand
+from audiotoken_cli.cli.options import (
+    DeviceOption,
+    OfflineOption,
+    QuietOption,
+    ToolCommand,
+)
 from audiotoken_cli.cli.run import EXIT_FAILED, guarded
 from audiotoken_cli.errors import UsageError
 
@@ -104,9 +109,9 @@ def _require_torchmetrics() -> None:
 def _evaluate(arguments, audio, real, labels, output_dir, aic_prompt, given, batch_size, device,
               offline, quiet, fid_protocol) -> int:
     from audiotoken_cli.cli.report import print_error, print_notice
-    from audiotoken_cli.model import resolve_device
     from audiotoken_cli.eval.outputs import csv_rows, result_json, write_outputs
     from audiotoken_cli.eval.run import Evaluator, evaluate
+    from audiotoken_cli.model import resolve_device
 
     files, missing = expand_images(arguments)
     for problem in missing:

@@ -35,10 +35,17 @@ from audiotoken_cli.cli.options import (
     TaesdOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import (Nouns, check_usage, components, guarded, run_batch,
-                                    with_image_size)
+from audiotoken_cli.cli.run import (
+    Nouns,
+    check_usage,
+    components,
+    guarded,
+    run_batch,
+    with_image_size,
+)
 from audiotoken_cli.errors import AudioTokenError
 from audiotoken_cli.examples import EXAMPLES, example_path
+from audiotoken_cli.validation import prompt_problem
 
 
 class Scheduler(str, Enum):
@@ -165,8 +172,7 @@ def generate(
         raise typer.BadParameter("give sounds to draw, --example NAME or --from IMAGE",
                                  param_hint="AUDIO")
     if values["prompt"].count("<*>") != 1:
-        raise typer.BadParameter(f"{values['prompt']!r} must contain the placeholder <*> exactly "
-                                 "once, e.g. 'a photo of <*>'", param_hint="--prompt")
+        raise typer.BadParameter(prompt_problem(values["prompt"]), param_hint="--prompt")
     check_fast_options(fast, values["scheduler"], values["lcm_lora"], values["taesd"])
     random_seed = values["seed"] is None
     if random_seed:

@@ -68,7 +68,12 @@ def run_batch(arguments: list[str], process, verb: str, nouns: Nouns = Nouns(),
     from itertools import chain
 
     from audiotoken_cli.cli.report import Reporter
-    from audiotoken_cli.files import FileResult, InputFile, expand_arguments, missing_inputs
+    from audiotoken_cli.files import (
+        FileResult,
+        InputFile,
+        expand_arguments,
+        missing_inputs,
+    )
     from audiotoken_cli.pipeline.sharding import Shards, launched_world
 
     started = time.monotonic()

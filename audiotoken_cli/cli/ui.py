@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from audiotoken_cli.cli.app import app
-from audiotoken_cli.cli.run import guarded
 from audiotoken_cli.cli.options import (
     AudioEncoderOption,
     Device,
@@ -23,6 +22,7 @@ from audiotoken_cli.cli.options import (
     SdOption,
     ToolCommand,
 )
+from audiotoken_cli.cli.run import guarded
 
 INSTALL_HINT = 'audiotoken ui needs gradio: pip install "audiotoken-cli[ui]"'
 

@@ -32,7 +32,14 @@ from audiotoken_cli.cli.options import (
     TaesdOption,
     ToolCommand,
 )
-from audiotoken_cli.cli.run import Nouns, components, guarded, run_batch, with_image_size
+from audiotoken_cli.cli.run import (
+    Nouns,
+    components,
+    guarded,
+    run_batch,
+    with_image_size,
+)
+from audiotoken_cli.validation import prompt_problem
 
 
 @app.command(cls=ToolCommand, epilog="\b\nExamples:\n  audiotoken video song.mp3 --seed 7\n"
@@ -124,8 +131,7 @@ def video(
     scheduler_name = None if scheduler is None else scheduler.value
     check_fast_options(fast, scheduler_name, lcm_lora, taesd)
     if prompt.count("<*>") != 1:
-        raise typer.BadParameter(f"{prompt!r} must contain the placeholder <*> exactly once, "
-                                 "e.g. 'a photo of <*>'", param_hint="--prompt")
+        raise typer.BadParameter(prompt_problem(prompt), param_hint="--prompt")
     if not make_video and not storyboard:
         raise typer.BadParameter("--no-video makes nothing without --storyboard",
                                  param_hint="--no-video")

@@ -8,8 +8,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from audiotoken_cli.eval.metrics import (FID_RESIZE, Figure, fid_kid, mean_figure, skipped,
-                                      win_rate)
+from audiotoken_cli.eval.metrics import (
+    FID_RESIZE,
+    Figure,
+    fid_kid,
+    mean_figure,
+    skipped,
+    win_rate,
+)
 
 if TYPE_CHECKING:  # run.py calls into this module; the types only name what it hands over
     from audiotoken_cli.eval.run import Evaluator, Row, _Store

@@ -22,7 +22,12 @@ from pathlib import Path
 from audiotoken_cli.audio.worker import prestart as prestart_decoder
 from audiotoken_cli.config import GenerateSettings
 from audiotoken_cli.errors import InputError
-from audiotoken_cli.files import FileResult, check_output_name, claim_files, output_error
+from audiotoken_cli.files import (
+    FileResult,
+    check_output_name,
+    claim_files,
+    output_error,
+)
 from audiotoken_cli.pipeline.metadata import same_settings
 from audiotoken_cli.pipeline.naming import (
     PlannedImage,

@@ -6,11 +6,11 @@ in model.py) written as a textual-inversion file, and the token file's format.
 
 from __future__ import annotations
 
+import os
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
-import os
-import re
 from pathlib import Path
 
 import torch

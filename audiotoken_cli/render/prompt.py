@@ -21,16 +21,15 @@ import torch
 
 from audiotoken_cli.config import PLACEHOLDER
 from audiotoken_cli.errors import ModelError, UsageError
+from audiotoken_cli.validation import prompt_problem
 
 
 def check_prompt(prompt: str, placeholder: str = PLACEHOLDER) -> str:
     """The placeholder must appear exactly once: it is where the sound goes."""
-    count = prompt.count(placeholder)
-    if count != 1:
-        where = "does not contain" if count == 0 else f"contains {count} times"
-        raise UsageError(f"--prompt {prompt!r} {where} the placeholder {placeholder}; "
-                         f"it must appear exactly once, e.g. 'a photo of {placeholder}'")
+    if prompt.count(placeholder) != 1:
+        raise UsageError(prompt_problem(prompt, placeholder))
     return prompt
+
 
 
 @dataclass

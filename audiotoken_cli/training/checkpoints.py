@@ -17,7 +17,6 @@ from audiotoken_cli.config import EmbedderInfo, TrainSettings
 from audiotoken_cli.errors import UsageError
 from audiotoken_cli.models.embedder import AudioEmbedder, save_embedder
 
-
 CHECKPOINTS = "checkpoints"
 
 

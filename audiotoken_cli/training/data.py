@@ -33,7 +33,12 @@ from audiotoken_cli.training.frames import (
     read_frame,
     to_pixels,
 )
-from audiotoken_cli.training.labels import label_for, label_key, read_labels, unused_rows
+from audiotoken_cli.training.labels import (
+    label_for,
+    label_key,
+    read_labels,
+    unused_rows,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 """Pictures that pair with an audio file of the same stem, in order of preference."""

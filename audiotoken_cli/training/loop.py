@@ -27,20 +27,21 @@ import torch
 import torch.nn.functional as F
 
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo, TrainSettings
-from audiotoken_cli.model import resolve_device
 from audiotoken_cli.errors import AudioTokenError, ModelError, UsageError
 from audiotoken_cli.files import write_atomically
+from audiotoken_cli.model import resolve_device
 from audiotoken_cli.models.embedder import AudioEmbedder, LoadedEmbedder, save_embedder
 from audiotoken_cli.models.safecache import load_embedder_fast
-from audiotoken_cli.training.data import DataSettings, TrainingData, scan
 from audiotoken_cli.training.checkpoints import (
     CHECKPOINTS,
-    settings_record,
-    library_versions,
     checkpoint_steps,
+    library_versions,
     load_checkpoint,
     save_checkpoint,
+    settings_record,
 )
+from audiotoken_cli.training.conditioning import park_vae, predict, with_model_size
+from audiotoken_cli.training.data import DataSettings, TrainingData, scan
 from audiotoken_cli.training.distributed import (
     Dist,
     _average_gradients,
@@ -55,19 +56,18 @@ from audiotoken_cli.training.examples import (
     pick_examples,
     step_rng,
 )
-from audiotoken_cli.training.conditioning import park_vae, predict, with_model_size
 from audiotoken_cli.training.labels import describe_labels, label_counts
 from audiotoken_cli.training.pictures import loss_curve
+from audiotoken_cli.training.recovery import (
+    finish_killed_export,
+    remove_stray_partials,
+    trim_metrics,
+)
 from audiotoken_cli.training.scores import (
     describe_scores,
     eval_curve,
     held_out_scorer,
     pictures_and_scores,
-)
-from audiotoken_cli.training.recovery import (
-    finish_killed_export,
-    remove_stray_partials,
-    trim_metrics,
 )
 
 METRICS = "metrics.jsonl"

@@ -31,7 +31,6 @@ def sample_grid(run: Path, step: int, embedder, frozen: Frozen, samples, data_se
         render,
         sample_pipeline,
     )
-
     from audiotoken_cli.training.conditioning import vae_on
 
     data = TrainingData(samples, data_settings, settings.seed)

@@ -20,7 +20,12 @@ import gradio as gr
 import numpy as np
 
 from audiotoken_cli.ui.folders import ServerFolders
-from audiotoken_cli.ui.generate_tab import Settings, chosen_seed, loading_note, render_settings
+from audiotoken_cli.ui.generate_tab import (
+    Settings,
+    chosen_seed,
+    loading_note,
+    render_settings,
+)
 from audiotoken_cli.ui.messages import one_line
 from audiotoken_cli.ui.models import SharedModels
 

@@ -10,7 +10,12 @@ import time
 import gradio as gr
 
 from audiotoken_cli.ui.folders import ServerFolders
-from audiotoken_cli.ui.generate_tab import Settings, chosen_seed, loading_note, render_settings
+from audiotoken_cli.ui.generate_tab import (
+    Settings,
+    chosen_seed,
+    loading_note,
+    render_settings,
+)
 from audiotoken_cli.ui.messages import one_line
 from audiotoken_cli.ui.models import SharedModels
 

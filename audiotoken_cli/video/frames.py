@@ -42,7 +42,6 @@ class VideoFrames:
         """Keyframe's token, (d,) float32 on the CPU: ``embed --start --duration`` of its
         window."""
         from audiotoken_cli.audio.decode import load_window
-
         from audiotoken_cli.pipeline.tokens import check_token
 
         waveform = load_window(source, keyframe.window)  # (S,)
