@@ -38,13 +38,11 @@ class VideoFrames:
     token_dim = property(lambda self: self.model.token_dim)
     batch_size = property(lambda self: self.prepared.batch_size)
 
-    def token(self, source: Path, keyframe: kf.Keyframe) -> torch.Tensor:
-        """Keyframe's token, (d,) float32 on the CPU: ``embed --start --duration`` of its
-        window."""
-        from audiotoken_cli.audio.decode import load_window
+    def token(self, source: Path, keyframe: kf.Keyframe, waveform: torch.Tensor) -> torch.Tensor:
+        """Keyframe's token from its window's (S,) waveform, (d,) float32 on the CPU:
+        ``embed --start --duration`` of that window."""
         from audiotoken_cli.pipeline.tokens import check_token
 
-        waveform = load_window(source, keyframe.window)  # (S,)
         token = self.model.tokens(waveform[None])[0].cpu()
         return check_token(token, f"{source} (window at {keyframe.window.start:g} s)")
 
@@ -73,15 +71,22 @@ class VideoFrames:
 
 def keyframe_tokens(source: Path, keys: list[kf.Keyframe], work: WorkFolder,
                     frames: VideoFrames) -> torch.Tensor:
-    """(K, d): each keyframe's token, decoded window by window (load_window seeks, so memory
-    does not grow with the recording), reusing those the work folder holds."""
-    rows = []
-    for key in keys:
-        token = work.token(key.index)
-        if token is None:
-            token = frames.token(source, key)
-            work.save_token(key.index, token)
-        rows.append(token)
+    """(K, d): each keyframe's token, reusing those the work folder holds. The other windows are
+    decoded one by one in the decoder worker, as ``generate`` and ``embed`` decode: a file that
+    crashes or hangs FFmpeg fails alone instead of ending the run, and the decoder seeks, so
+    memory does not grow with the recording."""
+    from audiotoken_cli.audio.worker import decode_each
+    from audiotoken_cli.errors import AudioTokenError
+
+    tokens = {key.index: work.token(key.index) for key in keys}
+    missing = [key for key in keys if tokens[key.index] is None]
+    decoded = decode_each((source, key.window) for key in missing)
+    for key, (_request, result) in zip(missing, decoded):
+        if isinstance(result, AudioTokenError):
+            raise result
+        tokens[key.index] = frames.token(source, key, torch.from_numpy(result))
+        work.save_token(key.index, tokens[key.index])
+    rows = [tokens[key.index] for key in keys]
     return torch.stack(rows) if rows else torch.zeros(0, frames.token_dim)
 
 
