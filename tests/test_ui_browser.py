@@ -7,18 +7,27 @@ screenshots of the three tabs are saved into docs/ for docs/ui.md.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import tone, write_audio
 from PIL import Image
 from typer.testing import CliRunner
+from ui_support import (
+    chromium_or_skip,
+    make_models,
+    model_args,
+    open_browser,
+    start_server,
+)
 
 from audiotoken_cli.cli import app
-from factories import tone, write_audio
-from ui_support import chromium_or_skip, make_models, model_args, open_browser, start_server
 
 pytestmark = pytest.mark.browser
 DOCS = Path(__file__).parent.parent / "docs"
@@ -149,8 +158,13 @@ def cli_images(parts, sound: Path, out: Path, seed: int, n: int) -> list[Path]:
     argv = ["generate", str(sound), "-n", str(n), "--seed", str(seed), "-o", str(out),
             "--steps", str(SMALL["steps"]), "-W", str(SMALL["width"]), "-H",
             str(SMALL["height"]), *cli_model_args(parts)]
-    result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 0, result.output
+    # The real command in its own process, with the server's thread count (ui_support starts the
+    # server with OMP_NUM_THREADS=1): CPU float sums depend on the number of threads, so pixel
+    # equality holds between processes that use the same number.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "audiotoken_cli", *argv], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
     return [out / f"{sound.stem}_seed{seed + i}.png" for i in range(n)]
 
 

@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("gradio", reason="audiotoken ui needs the [ui] extra")
 
+from factories import tone  # noqa: E402
+from ui_support import make_models  # noqa: E402
+
 from audiotoken_cli.ui.folders import Limits, ServerFolders  # noqa: E402
 from audiotoken_cli.ui.live_tab import LiveState, _on_chunk  # noqa: E402
 from audiotoken_cli.ui.models import SharedModels  # noqa: E402
-from factories import tone  # noqa: E402
-from ui_support import make_models  # noqa: E402
 
 RATE, CHUNK = 16_000, 0.25  # seconds of microphone per chunk
 
@@ -61,7 +62,8 @@ def test_a_slow_render_skips_windows_says_so_and_builds_no_backlog(shared):
     models, folders = shared
     models.get(False)
     began = time.monotonic()
-    lines = stream(models, folders, seconds=5.0, hop=0.5, steps=10)
+    # 30 steps: several times the hop even on a quiet machine (10 took 0.5 s, the hop itself).
+    lines = stream(models, folders, seconds=5.0, hop=0.5, steps=30)
     elapsed = time.monotonic() - began
     took = [float(re.search(r"took ([\d.]+) s", line).group(1)) for line in lines]
     assert min(took) > 0.5, took  # each render is slower than the hop, the case under test
