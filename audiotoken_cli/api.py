@@ -390,7 +390,7 @@ def _waveform(audio: AudioInput, window: Window) -> torch.Tensor:
 def _describe(audio: AudioInput, waveform: torch.Tensor) -> tuple[str, str]:
     """(path, sha256) for the metadata: a file's own path and hash, or the window's samples."""
     if isinstance(audio, (str, os.PathLike)):
-        from audiotoken_cli.files import file_sha256
+        from audiotoken_cli.hashing import file_sha256
 
         return str(Path(audio)), file_sha256(Path(audio))
     return "<array>", hashlib.sha256(waveform.numpy().tobytes()).hexdigest()

@@ -305,7 +305,7 @@ class LoadedModel:
 def _fast_models(settings: LoadSettings) -> dict:
     if settings.lcm_lora is None and settings.taesd is None:
         return {}
-    from audiotoken_cli.files import cached_sha256
+    from audiotoken_cli.hashing import cached_sha256
     from audiotoken_cli.pipeline.naming import model_id
     from audiotoken_cli.render.fast import weights_file
 

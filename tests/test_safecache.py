@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import make_paper_embedder
 from safetensors.torch import load_file
 
-from audiotoken_cli.files import cached_sha256, file_sha256
+from audiotoken_cli.hashing import cached_sha256, file_sha256
 from audiotoken_cli.models.beats import load_beats
 from audiotoken_cli.models.embedder import load_embedder
-from audiotoken_cli.models.safecache import cache_folder, load_beats_fast, load_embedder_fast
-from factories import make_paper_embedder
+from audiotoken_cli.models.safecache import (
+    cache_folder,
+    load_beats_fast,
+    load_embedder_fast,
+)
 
 TINY_BEATS = Path(__file__).parent / "data" / "tiny_beats.pt"
 

@@ -176,7 +176,7 @@ def resolve_models(given: dict, roles: list[str], offline: bool, quiet: bool) ->
     from audiotoken_cli.cli.report import print_notice
     from audiotoken_cli.errors import AudioTokenError
     from audiotoken_cli.eval.run import Model
-    from audiotoken_cli.files import cached_sha256
+    from audiotoken_cli.hashing import cached_sha256
     from audiotoken_cli.hub import FetchOptions
     from audiotoken_cli.hub.fetch import resolve
     from audiotoken_cli.hub.specs import EVAL_COMPONENTS, EVAL_ROLES

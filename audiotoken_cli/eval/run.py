@@ -187,7 +187,7 @@ def _score_batch(rows: list[Row], ev: Evaluator, store: _Store) -> None:
 def _per_row(rows: list[Row], ev: Evaluator, role: str, path_of, what: str, compute) -> dict | None:
     """Hash (and, with ``compute``, embed) each row's file on its own, so one unreadable file
     marks its own row's problem and the batch goes on. None when the model is missing."""
-    from audiotoken_cli.files import file_sha256
+    from audiotoken_cli.hashing import file_sha256
 
     out: dict = {}
     for row in rows:
@@ -243,7 +243,7 @@ def not_a_regular_file(path: Path) -> str | None:
 
 def _score_real(rows: list[Row], ev: Evaluator, store: _Store, generated: dict) -> None:
     from audiotoken_cli.eval import features as F
-    from audiotoken_cli.files import file_sha256
+    from audiotoken_cli.hashing import file_sha256
 
     readable = []
     for row in rows:

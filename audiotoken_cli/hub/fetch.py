@@ -62,7 +62,7 @@ def resolve(text: str, role: str, options: FetchOptions, sha256: str | None = No
 
 def verify_sha256(path: Path, expected: str, spec: Spec, role: str) -> None:
     """Compare, and on a mismatch remove the cached file (and its blob) so it is fetched anew."""
-    from audiotoken_cli.files import cached_sha256
+    from audiotoken_cli.hashing import cached_sha256
 
     actual = cached_sha256(path)
     if actual == expected.lower():

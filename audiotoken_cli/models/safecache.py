@@ -23,7 +23,8 @@ import torch
 
 from audiotoken_cli.config import EmbedderConfig, EmbedderInfo
 from audiotoken_cli.errors import AudioTokenError
-from audiotoken_cli.files import cached_sha256, write_atomically
+from audiotoken_cli.files import write_atomically
+from audiotoken_cli.hashing import cached_sha256
 from audiotoken_cli.models.beats import BEATs, load_beats, load_beats_state
 from audiotoken_cli.models.embedder import LoadedEmbedder, build_embedder, load_embedder
 

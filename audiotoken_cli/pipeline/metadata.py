@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from audiotoken_cli import __version__
 from audiotoken_cli.config import GenerateSettings
-from audiotoken_cli.files import cached_sha256, file_sha256
+from audiotoken_cli.hashing import cached_sha256, file_sha256
 from audiotoken_cli.pipeline.naming import (
     MODEL_SETTINGS,
     PIXEL_SETTINGS,

@@ -256,7 +256,7 @@ def _window(sound: Sound, window) -> torch.Tensor:
 
 def _sound_hash(sound: Sound) -> str:
     """sha256 of the file, or of the waveform's / token's float32 bytes."""
-    from audiotoken_cli.files import file_sha256
+    from audiotoken_cli.hashing import file_sha256
 
     if sound.sha256 is not None:
         return sound.sha256

@@ -21,13 +21,12 @@ from audiotoken_cli.config import EmbedSettings, Window
 from audiotoken_cli.errors import InputError, ModelError
 from audiotoken_cli.files import (
     FileResult,
-    cached_sha256,
     check_output_name,
-    file_sha256,
     mirrored_folder,
     output_error,
     write_atomically,
 )
+from audiotoken_cli.hashing import cached_sha256, file_sha256
 from audiotoken_cli.model import AudioTokenizer, load_model
 
 TOKEN_KEY = "emb_params"

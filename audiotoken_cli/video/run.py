@@ -26,10 +26,10 @@ from audiotoken_cli.files import (
     FileResult,
     check_output_name,
     claim_files,
-    file_sha256,
     output_error,
     write_atomically,
 )
+from audiotoken_cli.hashing import file_sha256
 from audiotoken_cli.video.outputs import (
     VideoOutputs,
     made_by_video,
